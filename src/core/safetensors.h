@@ -58,6 +58,10 @@ std::map<std::string, Tensor> load_safetensors(const std::filesystem::path& path
 // Streaming writer: declare every tensor (name, dtype, shape) first, then write the data of each
 // in declaration order via a callback that may be called with chunks; memory stays bounded by
 // the chunk size, so multi-GB checkpoints can be written with little RAM.
+// Data is laid out contiguously in declaration order; declare larger element sizes first (e.g.
+// F32 before BF16 before U8) so that every tensor stays aligned and readers get zero-copy views
+// (a misaligned tensor is still read correctly, as a copy). The file is written to
+// "<path>.partial" and renamed at the end; on any error nothing is left under either name.
 class SafetensorsWriter {
  public:
   void add(const std::string& name, DType dtype, Shape shape);
@@ -74,7 +78,9 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
-// Writes already-materialised tensors (names sorted as given by the map).
+// Writes already-materialised tensors. Data order is HF's (dtype size descending, then name), so
+// the bytes equal Python safetensors' save_file output for the same tensors and (single-key)
+// metadata, and every tensor is aligned for zero-copy reading.
 void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

@@ -30,7 +30,7 @@ std::vector<int64_t> sample_frame_indices(int64_t total, double video_fps, const
   return idx;
 }
 
-ResizedSize video_smart_resize(int64_t num_frames, int64_t height, int64_t width, int64_t temporal_factor,
+VideoFrameSize video_smart_resize(int64_t num_frames, int64_t height, int64_t width, int64_t temporal_factor,
                                int64_t factor, int64_t min_pixels, int64_t max_pixels) {
   QWEN3VL_CHECK(num_frames >= temporal_factor, "video: " + std::to_string(num_frames) +
                                                    " frames, must be at least temporal_patch_size " +

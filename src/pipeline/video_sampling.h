@@ -21,12 +21,12 @@ struct VideoSamplingConfig {
 // video_fps <= 0 means unknown: HF assumes 24.
 std::vector<int64_t> sample_frame_indices(int64_t total_frames, double video_fps, const VideoSamplingConfig& cfg);
 
-struct ResizedSize {
+struct VideoFrameSize {
   int64_t height = 0, width = 0;
 };
 // The video smart_resize: the pixel budget is over all frames (num_frames * h * w). Throws Error
 // for frames smaller than `factor` or aspect ratio > 200 (as 4.57.6 does).
-ResizedSize video_smart_resize(int64_t num_frames, int64_t height, int64_t width, int64_t temporal_factor,
+VideoFrameSize video_smart_resize(int64_t num_frames, int64_t height, int64_t width, int64_t temporal_factor,
                                int64_t factor, int64_t min_pixels, int64_t max_pixels);
 
 // Qwen3VLProcessor._calculate_timestamps: pad indices to a multiple of merge_size with the last

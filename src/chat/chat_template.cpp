@@ -395,6 +395,30 @@ const char* template_kind_name(TemplateKind k) {
   return "?";
 }
 
+bool is_image_part(const ordered_json& part) { return classify_instruct(part) == PartKind::Image; }
+bool is_video_part(const ordered_json& part) { return classify_instruct(part) == PartKind::Video; }
+
+std::vector<const ordered_json*> rendered_media_parts(const ordered_json& messages, TemplateKind kind) {
+  QWEN3VL_CHECK(messages.is_array(), "chat messages must be a JSON array");
+  std::vector<const ordered_json*> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ordered_json& m = messages[i];
+    const std::string role = role_of(m);
+    bool rendered;
+    if (kind == TemplateKind::Thinking)
+      rendered = role == "user" || role == "system" || role == "assistant" || role == "tool";
+    else
+      rendered = role == "user" || role == "tool";
+    const ordered_json& content = content_of(m);
+    if (!rendered || !content.is_array()) continue;
+    for (const auto& c : content) {
+      PartKind k = classify_instruct(c);
+      if (k == PartKind::Image || k == PartKind::Video) out.push_back(&c);
+    }
+  }
+  return out;
+}
+
 std::string python_json_dumps(const ordered_json& j) {
   std::string out;
   dumps(out, j);

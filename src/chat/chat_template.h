@@ -31,6 +31,14 @@ const char* template_kind_name(TemplateKind k);
 // {"type": "image_url", "image_url": ...} / {"type": "video", ...}. Throws Error on malformed input.
 std::string render_chat(const ordered_json& messages, TemplateKind kind, const ChatTemplateOptions& opts = {});
 
+// The image / video parts of `messages` that the template renders, in render order (the order
+// the processor must load media in). Instruct renders vision items of user and tool messages only;
+// Thinking also those of system and assistant messages.
+std::vector<const ordered_json*> rendered_media_parts(const ordered_json& messages, TemplateKind kind);
+// Whether a content part is an image (or a video) the way the templates classify it.
+bool is_image_part(const ordered_json& part);
+bool is_video_part(const ordered_json& part);
+
 // Python's json.dumps(x, ensure_ascii=False) formatting (", " and ": " separators), as the
 // templates' `tojson` filter produces it.
 std::string python_json_dumps(const ordered_json& j);

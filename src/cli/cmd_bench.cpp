@@ -1,0 +1,211 @@
+// qwen3vl bench: llama-bench-style throughput table for a checkpoint — prefill (pp), decode (tg,
+// also at a deep context), vision encode per image size, time to first token for an image
+// request, peak RSS. Each figure: one warm-up run, then --reps runs; median and min..max.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "model/checkpoint.h"
+#include "text/qwen3vl_model.h"
+
+namespace qwen3vl::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(std::stoll(item));
+  return out;
+}
+
+struct Stat {
+  double median = 0, min = 0, max = 0;
+};
+
+template <typename F>
+Stat measure(int reps, F&& f) {  // f() returns seconds
+  f();  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) t.push_back(f());
+  std::sort(t.begin(), t.end());
+  return {t[t.size() / 2], t.front(), t.back()};
+}
+
+double seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
+
+// Deterministic pseudo-random ordinary-text token ids.
+std::vector<int64_t> tokens(int64_t n, uint64_t seed) {
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& id : ids) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    id = static_cast<int64_t>(1000 + x % 100000);
+  }
+  return ids;
+}
+
+Tensor random_pixels(int64_t rows, int64_t cols) {
+  Tensor t = Tensor::empty({rows, cols}, DType::F32);
+  float* d = t.data<float>();
+  uint32_t x = 12345;
+  for (int64_t i = 0; i < rows * cols; ++i) {
+    x = x * 1664525u + 1013904223u;
+    d[i] = static_cast<float>(x >> 8) / 8388608.0f - 1.0f;
+  }
+  return t;
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+}  // namespace
+
+static int cmd_bench(Args& a) {
+  if (a.flag({"--help", "-h"})) {
+    std::printf(
+        "usage: qwen3vl bench -m DIR [-p 128,512] [-n 128] [--depth 4096] [--vision 448,1024,2048] [--ttft 1024]\n"
+        "                     [-r REPS] [-t THREADS] [--json]\n"
+        "  -p   prefill lengths (tokens)            -n   decode tokens (tg)\n"
+        "  --depth  also measure tg after this many context tokens (0: skip)\n"
+        "  --vision image sizes (square, pixels) for the vision encoder (empty: skip)\n"
+        "  --ttft   image size for time to first token of one image + a short question (0: skip)\n");
+    return 0;
+  }
+  const std::string dir = a.get_or({"-m", "--model"}, "");
+  const auto pp = parse_list(a.get_or({"-p", "--n-prompt"}, "128,512"));
+  const int64_t tg = a.get_int({"-n", "--n-gen"}, 128);
+  const int64_t depth = a.get_int({"--depth"}, 4096);
+  const auto vis = parse_list(a.get_or({"--vision"}, "448,1024,2048"));
+  const int64_t ttft = a.get_int({"--ttft"}, 1024);
+  const int reps = static_cast<int>(a.get_int({"-r", "--reps"}, 3));
+  const int threads = static_cast<int>(a.get_int({"-t", "--threads"}, 0));
+  const bool as_json = a.flag({"--json"});
+  a.reject_unknown();
+  QWEN3VL_CHECK(!dir.empty(), "missing -m DIR");
+  QWEN3VL_CHECK(reps >= 1, "--reps must be >= 1");
+  if (threads > 0) kernels::set_num_threads(threads);
+
+  auto t_load = Clock::now();
+  Checkpoint ckpt = Checkpoint::load(dir);
+  Qwen3VLForConditionalGeneration model(ckpt);
+  const double load_s = seconds(t_load);
+  const auto& cfg = model.config();
+  std::string wfmt = dtype_name(ckpt.get("model.language_model.layers.0.mlp.up_proj.weight").dtype());
+
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  auto row = [&](const std::string& test, const Stat& s, double per) {
+    // per: work units per run (tokens, or 0 for a plain time)
+    nlohmann::ordered_json r{{"test", test}, {"median_s", s.median}, {"min_s", s.min}, {"max_s", s.max}};
+    if (per > 0) {
+      r["tok_s"] = per / s.median;
+      r["tok_s_min"] = per / s.max;
+      r["tok_s_max"] = per / s.min;
+    }
+    rows.push_back(r);
+    if (!as_json) {
+      if (per > 0)
+        std::printf("| %-30s | %10.2f tok/s | %8.2f .. %8.2f | %9.3f s |\n", test.c_str(), per / s.median,
+                    per / s.max, per / s.min, s.median);
+      else
+        std::printf("| %-30s | %12.1f ms | %8.1f .. %8.1f | %9.3f s |\n", test.c_str(), 1000 * s.median,
+                    1000 * s.min, 1000 * s.max, s.median);
+      std::fflush(stdout);
+    }
+  };
+  if (!as_json) {
+    std::printf("model %s | weights %s | threads %d | isa %s | load %.2f s\n\n", dir.c_str(), wfmt.c_str(),
+                kernels::num_threads(), kernels::isa_name(kernels::active_isa()), load_s);
+    std::printf("| %-30s | %16s | %20s | %11s |\n", "test", "result", "spread (min..max)", "median");
+    std::printf("|--------------------------------|------------------|----------------------|-------------|\n");
+  }
+
+  for (int64_t n : pp) {
+    auto ids = tokens(n, 1);
+    Stat s = measure(reps, [&] {
+      KVCache cache = model.make_cache(n + 1);
+      auto t = Clock::now();
+      model.forward_tokens(ids, cache, 1);
+      return seconds(t);
+    });
+    row("pp" + std::to_string(n), s, static_cast<double>(n));
+  }
+  auto decode = [&](int64_t ctx_tokens) {
+    KVCache cache = model.make_cache(ctx_tokens + tg + 2);
+    auto prompt = tokens(std::max<int64_t>(ctx_tokens, 1), 2);
+    Stat s = measure(reps, [&] {
+      cache.truncate(0);
+      model.forward_tokens(prompt, cache, 1);
+      auto next = tokens(tg, 3);
+      auto t = Clock::now();
+      for (int64_t i = 0; i < tg; ++i) model.forward_tokens({next[static_cast<size_t>(i)]}, cache, 1);
+      return seconds(t);
+    });
+    row("tg" + std::to_string(tg) + (ctx_tokens > 1 ? " @ d" + std::to_string(ctx_tokens) : ""), s,
+        static_cast<double>(tg));
+  };
+  if (tg > 0) decode(1);
+  if (tg > 0 && depth > 0) decode(depth);
+
+  const int64_t patch = cfg.vision_config.patch_size, cols = cfg.vision_config.patch_dim();
+  for (int64_t px : vis) {
+    const int64_t g = px / patch / 2 * 2;
+    Tensor pv = random_pixels(g * g, cols);
+    Stat s = measure(reps, [&] {
+      auto t = Clock::now();
+      model.model().visual().forward(pv, {GridTHW{1, g, g}});
+      return seconds(t);
+    });
+    row("vision " + std::to_string(px) + "x" + std::to_string(px) + " (" + std::to_string(g * g) + " patches)", s, 0);
+  }
+  if (ttft > 0) {
+    const int64_t g = ttft / patch / 2 * 2;
+    MultimodalInputs in;
+    // <|im_start|>user\n<|vision_start|> pads <|vision_end|> question <|im_end|>\n<|im_start|>assistant\n
+    in.input_ids = {151644, 872, 198, cfg.vision_start_token_id};
+    for (int64_t i = 0; i < g * g / 4; ++i) in.input_ids.push_back(cfg.image_token_id);
+    in.input_ids.push_back(cfg.vision_end_token_id);
+    for (int64_t t : tokens(12, 4)) in.input_ids.push_back(t);
+    for (int64_t t : {151645, 198, 151644, 77091, 198}) in.input_ids.push_back(t);
+    in.pixel_values = random_pixels(g * g, cols);
+    in.image_grid_thw = {GridTHW{1, g, g}};
+    const int64_t n = static_cast<int64_t>(in.input_ids.size());
+    Stat s = measure(reps, [&] {
+      KVCache cache = model.make_cache(n + 1);
+      auto t = Clock::now();
+      model.forward(in, cache, 1);
+      return seconds(t);
+    });
+    row("ttft image " + std::to_string(ttft) + " (" + std::to_string(n) + " tok)", s, 0);
+  }
+  const double rss = peak_rss_mb();
+  if (as_json) {
+    nlohmann::ordered_json j{{"model", dir},       {"weights", wfmt},
+                             {"threads", kernels::num_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
+                             {"load_s", load_s},  {"reps", reps},
+                             {"peak_rss_mb", rss}, {"results", rows}};
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("\npeak RSS %.0f MB\n", rss);
+  }
+  return 0;
+}
+QWEN3VL_COMMAND("bench", "throughput table: prefill, decode, vision encode, time to first token, peak RSS",
+                cmd_bench, {"--help", "-h", "--json"});
+
+}  // namespace qwen3vl::cli

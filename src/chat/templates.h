@@ -3,10 +3,11 @@
 // natively (no Jinja engine) and recognises a checkpoint's template by comparing it with these
 // after removing all whitespace.
 //
-// Provenance: no official file could be downloaded here. The Instruct text is reconstructed from
-// the spec (shared/spec §8.1, itself from verbatim third-party copies); the Thinking text follows
-// third-party copies of the Qwen3-VL Thinking template. Tests check that our native rendering
-// equals HF apply_chat_template run on these exact texts.
+// Provenance: no official file could be downloaded here. The Instruct text is character for
+// character a verbatim third-party copy of the Qwen3-VL-30B-A3B-Instruct template (the spec's
+// source, shared/spec §8.1; the dense checkpoints are assumed to ship the same); the Thinking text
+// follows third-party copies of the Qwen3-VL Thinking template. Tests check that our native
+// rendering equals HF apply_chat_template run on these exact texts.
 #pragma once
 
 namespace qwen3vl::chat {

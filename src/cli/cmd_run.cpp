@@ -95,8 +95,8 @@ static int cmd_run(Args& a) {
   if (auto v = a.get({"--max-pixels"})) po.max_pixels = std::stoll(*v);
   if (auto v = a.get({"--image-min-tokens"})) po.min_pixels = std::stoll(*v) * 1024;
   if (auto v = a.get({"--image-max-tokens"})) po.max_pixels = std::stoll(*v) * 1024;
-  if (auto v = a.get({"--fps"})) po.video.fps = std::stod(*v);
-  if (auto v = a.get({"--max-frames"})) po.video.max_frames = std::stoll(*v);
+  if (auto v = a.get({"--fps"})) po.video_fps = std::stod(*v);
+  if (auto v = a.get({"--max-frames"})) po.video_max_frames = std::stoll(*v);
   a.reject_unknown();
   QWEN3VL_CHECK(!eo.model_dir.empty(), "missing -m DIR (a Qwen3-VL checkpoint folder)");
   QWEN3VL_CHECK(interactive || !prompt.empty(), "missing -p TEXT (or -i for an interactive chat)");

@@ -61,7 +61,9 @@ struct Qwen3VLConfig {
   int video_token_id = 151656;
   int vision_start_token_id = 151652;
   int vision_end_token_id = 151653;
-  bool tie_word_embeddings = false;  // top level; HF uses this one
+  // Effective flag (always equal to text_config.tie_word_embeddings): transformers 4.57.6 ties
+  // lm_head to embed_tokens iff text_config.tie_word_embeddings (class default false).
+  bool tie_word_embeddings = false;
   std::string dtype = "bfloat16";    // `torch_dtype` / `dtype`
   std::vector<std::string> architectures = {"Qwen3VLForConditionalGeneration"};
 

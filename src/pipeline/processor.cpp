@@ -5,7 +5,6 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "pipeline/video_decode.h"
 
 namespace qwen3vl {
 
@@ -128,19 +127,8 @@ Qwen3VLProcessor Qwen3VLProcessor::load(const std::filesystem::path& dir,
   p.tokenizer_ = Tokenizer::load(tok);
   if (std::filesystem::exists(dir / "preprocessor_config.json"))
     p.image_cfg_ = ImageProcessorConfig::from_json_file(dir / "preprocessor_config.json");
-  // Video defaults: the published video_preprocessor_config.json.
-  p.video_cfg_ = p.image_cfg_;
-  p.video_cfg_.min_pixels = 4096;
-  p.video_cfg_.max_pixels = 25165824;
-  if (std::filesystem::exists(dir / "video_preprocessor_config.json")) {
-    p.video_cfg_ = ImageProcessorConfig::from_json_file(dir / "video_preprocessor_config.json");
-    auto j = nlohmann::json::parse(read_text(dir / "video_preprocessor_config.json"), nullptr, false);
-    if (j.is_object()) {
-      if (j.contains("fps") && j["fps"].is_number()) p.video_sampling_.fps = j["fps"].get<double>();
-      if (j.contains("min_frames") && j["min_frames"].is_number_integer()) p.video_sampling_.min_frames = j["min_frames"];
-      if (j.contains("max_frames") && j["max_frames"].is_number_integer()) p.video_sampling_.max_frames = j["max_frames"];
-    }
-  }
+  if (std::filesystem::exists(dir / "video_preprocessor_config.json"))
+    p.video_cfg_ = VideoProcessorConfig::from_json_file(dir / "video_preprocessor_config.json");
   std::string tmpl = find_chat_template(dir);
   p.template_kind_ = tmpl.empty() ? chat::TemplateKind::Unknown : chat::identify_template(tmpl);
   if (p.template_kind_ == chat::TemplateKind::Unknown) {
@@ -164,9 +152,11 @@ ProcessorOutput Qwen3VLProcessor::operator()(const ordered_json& messages, const
   if (opts.max_pixels) icfg.max_pixels = *opts.max_pixels;
   QWEN3VL_CHECK(icfg.min_pixels > 0 && icfg.min_pixels <= icfg.max_pixels,
                 "image min_pixels must be positive and <= max_pixels");
-  ImageProcessorConfig vcfg = video_cfg_;
+  VideoProcessorConfig vcfg = video_cfg_;
   if (opts.video_min_pixels) vcfg.min_pixels = *opts.video_min_pixels;
   if (opts.video_max_pixels) vcfg.max_pixels = *opts.video_max_pixels;
+  if (opts.video_fps) vcfg.fps = *opts.video_fps;
+  if (opts.video_max_frames) vcfg.max_frames = *opts.video_max_frames;
   const int64_t merge2 = static_cast<int64_t>(icfg.merge_size) * icfg.merge_size;
 
   std::vector<int64_t> image_tokens;
@@ -193,56 +183,45 @@ ProcessorOutput Qwen3VLProcessor::operator()(const ordered_json& messages, const
       image_pv.push_back(pi.pixel_values);
     } else {
       info.kind = "video";
-      VideoFrames vf;
       const ordered_json* v = part->contains("video") ? &(*part)["video"] : nullptr;
-      VideoSamplingConfig sampling = video_sampling_;
-      if (opts.video.num_frames) sampling.num_frames = opts.video.num_frames;
-      if (opts.video.fps != VideoSamplingConfig{}.fps) sampling.fps = opts.video.fps;
-      if (opts.video.max_frames != VideoSamplingConfig{}.max_frames) sampling.max_frames = opts.video.max_frames;
+      ProcessedVideo pv;
       if (v && v->is_array()) {
-        // A list of frames, taken as already sampled at `fps` (part["fps"], else the sampling fps).
-        vf.fps = part->contains("fps") && (*part)["fps"].is_number() ? (*part)["fps"].get<double>() : sampling.fps;
+        // A list of frames, taken as already sampled at part["fps"] (default: the sampling fps),
+        // as HF does for frames passed with do_sample_frames=False.
+        const double fps =
+            part->contains("fps") && (*part)["fps"].is_number() ? (*part)["fps"].get<double>() : vcfg.fps;
         info.source = "frames[" + std::to_string(v->size()) + "]";
-        int64_t i = 0;
+        std::vector<Image> frames;
         for (const auto& fr : *v) {
           QWEN3VL_CHECK(fr.is_string(), "video frames must be image references (strings)");
-          vf.frames.push_back(decode_image(opts.fetch(fr.get<std::string>()), opts.limits, fr.get<std::string>()));
-          vf.indices.push_back(i++);
+          frames.push_back(decode_image(opts.fetch(fr.get<std::string>()), opts.limits, fr.get<std::string>()));
         }
-        QWEN3VL_CHECK(!vf.frames.empty(), "video part with no frames");
+        QWEN3VL_CHECK(!frames.empty(), "video part with no frames");
+        info.width = frames[0].width;
+        info.height = frames[0].height;
+        VideoProcessorConfig c = vcfg;
+        c.do_sample_frames = false;
+        pv = preprocess_video(frames, fps, c);
       } else {
         info.source = media_ref(*part, "video");
         QWEN3VL_CHECK(!info.source.empty(), "video part without a source: " + part->dump());
         QWEN3VL_CHECK(info.source.rfind("data:", 0) != 0, "videos must be files, not data: URLs");
-        vf = decode_video_file(opts.resolve_video_path(info.source), sampling);
+        const std::filesystem::path path = opts.resolve_video_path(info.source);
+        VideoFileInfo fi = probe_video_file(path, opts.limits);
+        info.width = fi.width;
+        info.height = fi.height;
+        pv = preprocess_video_file(path, vcfg, opts.limits);
       }
-      for (const Image& f : vf.frames)
-        QWEN3VL_CHECK(f.width == vf.frames[0].width && f.height == vf.frames[0].height,
-                      "video frames must all have the same size");
-      const int64_t n = static_cast<int64_t>(vf.frames.size());
-      VideoFrameSize rs = video_smart_resize(n, vf.frames[0].height, vf.frames[0].width, vcfg.temporal_patch_size,
-                                             static_cast<int64_t>(vcfg.patch_size) * vcfg.merge_size, vcfg.min_pixels,
-                                             vcfg.max_pixels);
-      std::vector<Image> resized;
-      resized.reserve(vf.frames.size());
-      for (const Image& f : vf.frames)
-        resized.push_back(resize_bicubic_aa(f, static_cast<int>(rs.height), static_cast<int>(rs.width)));
-      std::vector<const Image*> ptrs;
-      for (const Image& f : resized) ptrs.push_back(&f);
-      int64_t gt = 0, gh = 0, gw = 0;
-      Tensor pv = normalize_and_patchify(ptrs, vcfg, &gt, &gh, &gw);
-      info.width = vf.frames[0].width;
-      info.height = vf.frames[0].height;
-      info.resized_width = static_cast<int>(rs.width);
-      info.resized_height = static_cast<int>(rs.height);
-      info.grid = GridTHW{gt, gh, gw};
-      info.frames = n;
-      info.timestamps = calculate_timestamps(vf.indices, vf.fps > 0 ? vf.fps : 24.0, vcfg.temporal_patch_size);
-      QWEN3VL_CHECK(static_cast<int64_t>(info.timestamps.size()) == gt, "video: timestamp groups != grid_t");
-      info.tokens = gt * gh * gw / merge2;
-      videos.push_back({info.timestamps, gh * gw / merge2});
+      info.resized_width = pv.resized_width;
+      info.resized_height = pv.resized_height;
+      info.grid = GridTHW{pv.grid_t, pv.grid_h, pv.grid_w};
+      info.frames = static_cast<int64_t>(pv.frame_indices.size());
+      info.timestamps = pv.timestamps;
+      QWEN3VL_CHECK(static_cast<int64_t>(info.timestamps.size()) == pv.grid_t, "video: timestamp groups != grid_t");
+      info.tokens = pv.grid_t * pv.grid_h * pv.grid_w / merge2;
+      videos.push_back({info.timestamps, pv.grid_h * pv.grid_w / merge2});
       out.inputs.video_grid_thw.push_back(info.grid);
-      video_pv.push_back(pv);
+      video_pv.push_back(pv.pixel_values_videos);
     }
     out.media.push_back(std::move(info));
   }

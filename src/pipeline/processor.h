@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "chat/chat_template.h"
-#include "pipeline/video_sampling.h"
 #include "processor/image.h"
 #include "processor/image_processor.h"
+#include "processor/video.h"
 #include "text/qwen3vl_model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -32,8 +32,9 @@ std::vector<uint8_t> decode_data_url(const std::string& ref);
 
 struct ProcessorOptions {
   std::optional<int64_t> min_pixels, max_pixels;  // per-request image budget (areas)
-  std::optional<int64_t> video_min_pixels, video_max_pixels;
-  VideoSamplingConfig video;
+  std::optional<int64_t> video_min_pixels, video_max_pixels;  // per-video budget over all frames
+  std::optional<double> video_fps;          // frames sampled per second of video (default 2)
+  std::optional<int64_t> video_max_frames;  // default 768
   DecodeLimits limits;
   MediaFetcher fetch = default_media_fetch;
   // Maps a video reference to a local file path (servers restrict it to a media directory).
@@ -71,21 +72,13 @@ class Qwen3VLProcessor {
   const Tokenizer& tokenizer() const { return tokenizer_; }
   chat::TemplateKind template_kind() const { return template_kind_; }
   const ImageProcessorConfig& image_config() const { return image_cfg_; }
-  const ImageProcessorConfig& video_config() const { return video_cfg_; }
+  const VideoProcessorConfig& video_config() const { return video_cfg_; }
 
  private:
   Tokenizer tokenizer_;
-  ImageProcessorConfig image_cfg_, video_cfg_;
-  VideoSamplingConfig video_sampling_;
+  ImageProcessorConfig image_cfg_;
+  VideoProcessorConfig video_cfg_;
   chat::TemplateKind template_kind_ = chat::TemplateKind::Instruct;
-};
-
-// Frames of one video after sampling: uint8 RGB images + which source indices they were and the
-// source frame rate.
-struct VideoFrames {
-  std::vector<Image> frames;
-  std::vector<int64_t> indices;
-  double fps = 0;
 };
 
 }  // namespace qwen3vl

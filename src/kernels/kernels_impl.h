@@ -1,0 +1,48 @@
+// Internal to src/kernels: the per-ISA function table and the shared helpers of the ISA files.
+// Not part of the op interface (model code includes kernels.h only).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace qwen3vl::kernels::detail {
+
+// One entry per op of kernels.h. Arguments are validated by the public wrappers (dispatch.cpp)
+// before the table is called, so implementations may assume sane sizes and non-null pointers
+// for non-empty data.
+struct OpTable {
+  void (*linear)(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+  void (*layer_norm)(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps, float* y);
+  void (*rms_norm)(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y);
+  void (*gelu_tanh)(float* x, int64_t n);
+  void (*gelu_erf)(float* x, int64_t n);
+  void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
+  void (*add_inplace)(float* y, const float* x, int64_t n);
+  void (*softmax_inplace)(float* x, int64_t rows, int64_t n);
+  void (*rope_rotate_half)(float* x, int64_t tokens, int64_t x_token_stride, int64_t heads, int64_t head_dim,
+                           const float* cos, const float* sin);
+  void (*attention)(const AttentionArgs& a);
+};
+
+// The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
+// they do not specialise.
+const OpTable& scalar_table();
+// Defined in kernels_avx2.cpp / kernels_avx512.cpp. Only called when the CPU supports the ISA.
+const OpTable& avx2_table();
+const OpTable& avx512_table();
+
+// Thread count for the ops (>= 1); see set_num_threads().
+int threads();
+
+// Splits [0, n) into `parts` nearly equal chunks aligned to `align`; chunk `i` is [*b, *e).
+static inline void split_range(int64_t n, int parts, int i, int64_t align, int64_t* b, int64_t* e) {
+  int64_t units = (n + align - 1) / align;
+  int64_t per = units / parts, rem = units % parts;
+  int64_t ub = i * per + (i < rem ? i : rem);
+  int64_t ue = ub + per + (i < rem ? 1 : 0);
+  *b = ub * align < n ? ub * align : n;
+  *e = ue * align < n ? ue * align : n;
+}
+
+}  // namespace qwen3vl::kernels::detail

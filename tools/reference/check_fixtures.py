@@ -102,7 +102,11 @@ def check_set(d: Path, errs: list):
 
 
 def main():
-    base = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "tests" / "fixtures" / "model"
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", nargs="?", default=str(ROOT / "tests" / "fixtures" / "model"))
+    base = Path(ap.parse_args().dir)
     bad = False
     for d in sorted(p for p in base.iterdir() if p.is_dir() and p.name != "inputs"):
         errs = []

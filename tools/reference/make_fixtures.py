@@ -302,6 +302,9 @@ def main():
         print(f"{sha256(p)}  {p.relative_to(fix.parent.parent.parent) if fix.is_relative_to(ROOT) else p}")
     total = sum(p.stat().st_size for p in written + inputs)
     print(f"\n{len(written) + len(inputs)} files, {total / 1e6:.2f} MB")
+    sums = sorted(p for p in fix.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    (fix / "SHA256SUMS").write_text("".join(f"{sha256(p)}  {p.relative_to(fix).as_posix()}\n" for p in sums))
+    print(f"wrote {fix / 'SHA256SUMS'} (all {len(sums)} files; `git diff` it after a regeneration)")
     import check_fixtures
 
     errs = []
@@ -312,6 +315,8 @@ def main():
     for n, m in summary.items():
         worst = min(m.items(), key=lambda kv: kv[1][0])
         print(f"  {n:12s} {worst[1][0]:.4g} ({worst[1][0] / worst[1][1]:.2e}) in text_{worst[0]}")
+    if errs:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 // qwen3vl dump: writes the engine's named intermediates (the same names the HF reference harness
 // tools/reference/dump_reference.py writes) to a safetensors file, so any stage can be diffed
 // against HF.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "cli/command.h"
@@ -34,7 +36,7 @@ Tensor grid_tensor(const std::vector<GridTHW>& g) {
 static int cmd_dump(Args& a) {
   if (a.flag({"--help", "-h"})) {
     std::printf(
-        "usage: qwen3vl dump -m DIR [--image F]... [--video F] [-p TEXT | --messages FILE.json] -o OUT.safetensors\n"
+        "usage: qwen3vl dump -m DIR [--image F]... [--video F | --frames DIR [--fps F]] [-p TEXT | --messages FILE.json] -o OUT.safetensors\n"
         "                    [--only processor|vision|all] [--generate N] [--min-pixels N] [--max-pixels N]\n"
         "Writes named intermediates (input_ids, pixel_values, image_grid_thw, image_embeds, deepstack.K,\n"
         "vision.blocks.N, position_ids, text.layers.N, logits, generate.greedy ...) for diffing against HF.\n");
@@ -47,6 +49,8 @@ static int cmd_dump(Args& a) {
   const std::string messages_file = a.get_or({"--messages"}, "");
   const auto images = a.get_all({"--image"});
   const auto videos = a.get_all({"--video"});
+  const std::string frames_dir = a.get_or({"--frames"}, "");
+  const double frames_fps = a.get_double({"--fps"}, 2.0);
   const long long gen = a.get_int({"--generate"}, 0);
   const long long threads = a.get_int({"-t", "--threads"}, 0);
   ProcessorOptions popts;
@@ -62,6 +66,17 @@ static int cmd_dump(Args& a) {
 
   nlohmann::ordered_json messages =
       messages_file.empty() ? make_user_messages(prompt, images, videos) : load_messages_file(messages_file);
+  if (!frames_dir.empty()) {
+    // A folder of frames (sorted by name) as one video sampled at --fps, placed after the images.
+    QWEN3VL_CHECK(messages_file.empty(), "--frames goes with -p/--image, not --messages");
+    std::vector<std::string> frames;
+    for (const auto& e : std::filesystem::directory_iterator(frames_dir))
+      if (e.is_regular_file()) frames.push_back(e.path().string());
+    std::sort(frames.begin(), frames.end());
+    QWEN3VL_CHECK(!frames.empty(), "--frames " + frames_dir + ": no files");
+    auto& content = messages.back()["content"];
+    content.insert(content.end() - 1, nlohmann::ordered_json{{"type", "video"}, {"video", frames}, {"fps", frames_fps}});
+  }
   Qwen3VLProcessor proc = Qwen3VLProcessor::load(dir);
   ProcessorOutput po = proc(messages, popts);
 

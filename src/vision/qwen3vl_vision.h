@@ -127,8 +127,10 @@ class Qwen3VLVisionBlock {
  public:
   Qwen3VLVisionBlock() = default;
   Qwen3VLVisionBlock(const Checkpoint& ckpt, const std::string& prefix, const Qwen3VLVisionConfig& config);
-  // hidden_states [S, Dv] updated in place.
-  void forward(Tensor& hidden_states, const Tensor& cu_seqlens, const Tensor& cos, const Tensor& sin) const;
+  // hidden_states [S, Dv] updated in place. The MLP half runs over row chunks of
+  // `mlp_chunk_rows` (<= 0: all rows at once) to bound the [rows, Iv] intermediate.
+  void forward(Tensor& hidden_states, const Tensor& cu_seqlens, const Tensor& cos, const Tensor& sin,
+               int64_t mlp_chunk_rows = 4096) const;
 
  private:
   VisionLayerNorm norm1_, norm2_;
@@ -156,10 +158,13 @@ class Qwen3VLVisionModel {
   Tensor fast_pos_embed_interpolate(const std::vector<GridTHW>& grid_thw) const;
   // HF rot_pos_emb(grid_thw) -> [sum(t*h*w), head_dim / 2] f32
   Tensor rot_pos_emb(const std::vector<GridTHW>& grid_thw) const;
+  // Rows per MLP chunk in the blocks (memory bound for large images; results do not depend on it).
+  void set_mlp_chunk_rows(int64_t rows) { mlp_chunk_rows_ = rows; }
 
  private:
   Qwen3VLVisionConfig config_;
   int64_t spatial_merge_size_ = 2, num_grid_per_side_ = 0;
+  int64_t mlp_chunk_rows_ = 4096;
   Qwen3VLVisionPatchEmbed patch_embed_;
   Tensor pos_embed_;  // [num_position_embeddings, Dv] as stored
   Qwen3VLVisionRotaryEmbedding rotary_pos_emb_;

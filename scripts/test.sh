@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# ctest runs test processes in parallel: do not let idle OpenMP threads spin on the shared cores.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 if [ "${SANITIZE:-0}" = 1 ]; then
   export BUILD_DIR=${BUILD_DIR:-build-asan} BUILD_TYPE=RelWithDebInfo
   bash scripts/build.sh -DQWEN3VL_SANITIZE=ON -DQWEN3VL_BUILD_BENCH=OFF

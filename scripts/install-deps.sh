@@ -12,6 +12,8 @@ PKGS=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev  # video decoding (FFmpeg)
   libcpp-httplib-dev                             # HTTP server (serve)
 )
+# The web page's end-to-end test drives headless Chromium; skip it with QWEN3VL_NO_BROWSER=1.
+[ "${QWEN3VL_NO_BROWSER:-0}" = 1 ] || PKGS+=(chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

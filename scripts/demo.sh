@@ -14,7 +14,7 @@ QUESTION=${3:-What is in this image?}
 if [ -z "$MODEL" ]; then
   MODEL=build/models/tiny
   [ -f "$MODEL/config.json" ] || build/bin/qwen3vl make-model --preset tiny --seed 0 --out "$MODEL"
-  build/bin/qwen3vl inspect "$MODEL" | head -n 20
+  build/bin/qwen3vl inspect "$MODEL" --no-table
   echo "(tiny random-weight model: expect gibberish)"
 fi
 build/bin/qwen3vl run -m "$MODEL" --image "$IMAGE" -p "$QUESTION" -n 64 --verbose

@@ -133,6 +133,7 @@ static int cmd_run(Args& a) {
     req.messages = make_user_messages(prompt, images, videos, system);
     ChatResult r = engine->chat(req, stream);
     std::printf("\n");
+    std::fflush(stdout);
     if (verbose) print_stats(r);
     return 0;
   }
@@ -160,6 +161,7 @@ static int cmd_run(Args& a) {
     try {
       ChatResult r = engine->chat(req, stream);
       std::printf("\n");
+      std::fflush(stdout);
       if (verbose) print_stats(r);
       history.push_back({{"role", "assistant"}, {"content", r.text}});
     } catch (const Error& e) {

@@ -1,4 +1,4 @@
-// Generated test checkpoints (fixture contract, /work/notes/FIXTURES.md): a fixture's metadata
+// Generated test checkpoints (fixture contract: tools/reference/README.md): a fixture's metadata
 // names the make-model arguments and the FNV-1a 64 of the checkpoint it was produced from; the
 // checkpoint is generated once per build tree and reused.
 #pragma once

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerate tests/fixtures/model/<preset>-<dtype>/{vision,text}_<case>.safetensors (contract:
-/work/notes/FIXTURES.md, summarised in tools/reference/README.md).
+the fixture contract in tools/reference/README.md).
 
 For each (preset, dtype) it runs `qwen3vl make-model` (deterministic random weights), loads the
 folder with the pinned HF stack (eager attention, CPU, the checkpoint dtype) and records the

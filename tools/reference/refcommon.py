@@ -2,7 +2,7 @@
 
 Everything here runs the pinned HF stack (tools/reference/requirements.txt) on CPU and records
 named intermediates with forward hooks, under the names of tests/fixtures and `qwen3vl dump`
-(see /work/notes/FIXTURES.md, mirrored in tools/reference/README.md).
+(see the fixture contract in tools/reference/README.md).
 """
 from __future__ import annotations
 

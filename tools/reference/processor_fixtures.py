@@ -35,16 +35,7 @@ OUT = os.path.join(ROOT, "tests", "fixtures", "processor")
 SYN = os.path.join(OUT, "synthetic")
 
 # Published Qwen3-VL preprocessor_config.json (spec section 6.1).
-PREPROCESSOR_CONFIG = {
-    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
-    "patch_size": 16,
-    "temporal_patch_size": 2,
-    "merge_size": 2,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "Qwen3VLProcessor",
-    "image_processor_type": "Qwen2VLImageProcessorFast",
-}
+from refcommon import PREPROCESSOR_CONFIG  # noqa: E402
 SMALL_RUN = {"min_pixels": 4096, "max_pixels": 65536}
 
 

@@ -21,16 +21,7 @@ from transformers.video_utils import VideoMetadata
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests", "fixtures", "processor")
 
-VIDEO_CONFIG = {
-    "size": {"longest_edge": 25165824, "shortest_edge": 4096},
-    "patch_size": 16,
-    "temporal_patch_size": 2,
-    "merge_size": 2,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "Qwen3VLProcessor",
-    "video_processor_type": "Qwen3VLVideoProcessor",
-}
+from refcommon import VIDEO_PREPROCESSOR_CONFIG as VIDEO_CONFIG  # noqa: E402
 
 
 def frames(t, h, w):

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/compare.h"
+#include "common/files.h"
 #include "core/safetensors.h"
 
 namespace qwen3vl {
@@ -20,23 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh directory per test (tests run as separate processes under ctest).
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path d = test::binary_dir() / "test-tmp" / "core" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+fs::path test_dir() { return test::scratch_dir("core"); }
+using test::read_bytes;
+using test::write_bytes;
 
 std::string le64(uint64_t v) {
   std::string s(8, '\0');

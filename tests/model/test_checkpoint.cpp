@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/compare.h"
+#include "common/files.h"
 #include "common/models.h"
 #include "core/error.h"
 #include "core/safetensors.h"
@@ -26,22 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-fs::path test_dir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path d = test::binary_dir() / "test-tmp" / "model" / (std::string(info->test_suite_name()) + "." + info->name());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+fs::path test_dir() { return test::scratch_dir("model"); }
+using test::read_bytes;
+using test::write_bytes;
 
 std::string error_of(const std::function<void()>& f) {
   try {

@@ -8,7 +8,10 @@
 
 namespace qwen3vl {
 
-enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL };
+// Q8_0 and Q4_0 are block-quantized weight formats (llama.cpp-compatible layouts, see
+// core/quant.h): 32 consecutive elements of a row share one f16 scale. They have no per-element
+// size (dtype_size() == 0); use dtype_nbytes(). They never appear in a safetensors header.
+enum class DType : uint8_t { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, Q8_0, Q4_0 };
 
 constexpr size_t dtype_size(DType t) {
   switch (t) {
@@ -16,8 +19,19 @@ constexpr size_t dtype_size(DType t) {
     case DType::F32: case DType::I32: return 4;
     case DType::F16: case DType::BF16: case DType::I16: return 2;
     case DType::I8: case DType::U8: case DType::BOOL: return 1;
+    case DType::Q8_0: case DType::Q4_0: return 0;  // block formats: see dtype_nbytes()
   }
   return 0;
+}
+
+constexpr bool dtype_is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+constexpr int64_t kQuantBlockSize = 32;  // elements per block of a quantized dtype
+// Bytes of one block: Q8_0 = f16 scale + 32 x int8; Q4_0 = f16 scale + 16 bytes of nibbles.
+constexpr size_t quant_block_bytes(DType t) { return t == DType::Q8_0 ? 34 : t == DType::Q4_0 ? 18 : 0; }
+// Bytes of `numel` elements (for quantized dtypes numel must be a multiple of 32, per row).
+constexpr size_t dtype_nbytes(DType t, int64_t numel) {
+  return dtype_is_quantized(t) ? static_cast<size_t>(numel / kQuantBlockSize) * quant_block_bytes(t)
+                               : static_cast<size_t>(numel) * dtype_size(t);
 }
 
 // Safetensors spelling: "F32", "BF16", ...

@@ -76,7 +76,7 @@ Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   Tensor t = *this;
   int64_t row = shape_[0] ? numel() / shape_[0] : 0;
   t.shape_[0] = end - begin;
-  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(begin * row) * dtype_size(dtype_);
+  t.data_ = static_cast<char*>(data_) + dtype_nbytes(dtype_, begin * row);
   return t;
 }
 
@@ -91,8 +91,9 @@ static double load_as_double(const void* p, DType t, int64_t i) {
     case DType::I16: return static_cast<const int16_t*>(p)[i];
     case DType::I8: return static_cast<const int8_t*>(p)[i];
     case DType::U8: case DType::BOOL: return static_cast<const uint8_t*>(p)[i];
+    case DType::Q8_0: case DType::Q4_0: break;  // block formats: not element-addressable
   }
-  return 0;
+  throw Error(std::string("element access to a ") + dtype_name(t) + " tensor (block-quantized)");
 }
 
 static void store_from_double(void* p, DType t, int64_t i, double v) {
@@ -106,6 +107,8 @@ static void store_from_double(void* p, DType t, int64_t i, double v) {
     case DType::I16: static_cast<int16_t*>(p)[i] = static_cast<int16_t>(v); break;
     case DType::I8: static_cast<int8_t*>(p)[i] = static_cast<int8_t>(v); break;
     case DType::U8: case DType::BOOL: static_cast<uint8_t*>(p)[i] = static_cast<uint8_t>(v); break;
+    case DType::Q8_0: case DType::Q4_0:
+      throw Error(std::string("element store to a ") + dtype_name(t) + " tensor (block-quantized)");
   }
 }
 

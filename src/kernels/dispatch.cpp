@@ -36,6 +36,7 @@ const detail::OpTable& table_for(Isa isa) {
 
 struct State {
   std::atomic<int> isa{-1};       // -1: not chosen yet
+  std::atomic<int> precision{-1};  // -1: not chosen yet (QWEN3VL_MATMUL, default BF16)
   std::atomic<int> threads{0};    // 0: not chosen yet
   std::mutex init_mu;
 };
@@ -90,6 +91,38 @@ void check_ptr(const void* p, int64_t count, const char* op, const char* what) {
 }
 
 }  // namespace
+
+static MatmulPrecision precision_from_env() {
+  const char* env = std::getenv("QWEN3VL_MATMUL");
+  if (!env || !*env) return MatmulPrecision::BF16;
+  std::string v(env);
+  if (v == "f32") return MatmulPrecision::F32;
+  if (v == "bf16") return MatmulPrecision::BF16;
+  throw Error("QWEN3VL_MATMUL='" + v + "' is not one of f32, bf16");
+}
+
+void set_matmul_precision(MatmulPrecision p) {
+  QWEN3VL_CHECK(p == MatmulPrecision::F32 || p == MatmulPrecision::BF16, "set_matmul_precision: unknown value");
+  state().precision.store(static_cast<int>(p), std::memory_order_release);
+}
+
+MatmulPrecision matmul_precision() {
+  int p = state().precision.load(std::memory_order_acquire);
+  if (p < 0) {
+    p = static_cast<int>(precision_from_env());
+    state().precision.store(p, std::memory_order_release);
+  }
+  return static_cast<MatmulPrecision>(p);
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = cpu_has(Isa::AVX512) && __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+bool cpu_has_avx512_vnni() {
+  static const bool has = cpu_has(Isa::AVX512) && __builtin_cpu_supports("avx512vnni");
+  return has;
+}
 
 namespace detail {
 int threads() {
@@ -162,13 +195,20 @@ void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, fl
   QWEN3VL_CHECK(m >= 0 && w.n >= 0 && w.k >= 0,
                 "linear: negative size (m " + std::to_string(m) + ", n " + std::to_string(w.n) + ", k " +
                     std::to_string(w.k) + ")");
-  QWEN3VL_CHECK(w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16,
-                std::string("linear: weight dtype ") + dtype_name(w.dtype) + " is not F32, BF16 or F16");
+  QWEN3VL_CHECK(w.dtype == DType::F32 || w.dtype == DType::BF16 || w.dtype == DType::F16 ||
+                    dtype_is_quantized(w.dtype),
+                std::string("linear: weight dtype ") + dtype_name(w.dtype) + " is not F32, BF16, F16, Q8_0 or Q4_0");
+  QWEN3VL_CHECK(!dtype_is_quantized(w.dtype) || w.k % kQuantBlockSize == 0,
+                std::string("linear: ") + dtype_name(w.dtype) + " weight with k = " + std::to_string(w.k) +
+                    " (must be a multiple of 32)");
   check_ptr(x, m * w.k, "linear", "x");
   check_ptr(w.data, w.n * w.k, "linear", "weight");
   check_ptr(y, m * w.n, "linear", "y");
   if (m == 0 || w.n == 0) return;
-  table().linear(x, m, w, bias, y);
+  const detail::OpTable& t = table();
+  if (dtype_is_quantized(w.dtype)) return t.linear_quant(x, m, w, bias, y);
+  if (w.dtype != DType::F32 && matmul_precision() == MatmulPrecision::BF16) return t.linear_bf16(x, m, w, bias, y);
+  t.linear(x, m, w, bias, y);
 }
 
 void layer_norm(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps, float* y) {
@@ -251,7 +291,8 @@ void attention(const AttentionArgs& a) {
     check_ptr(a.k, 1, "attention", "k");
     check_ptr(a.v, 1, "attention", "v");
   }
-  table().attention(a);
+  if (a.bf16) table().attention_bf16(a);
+  else table().attention(a);
 }
 
 }  // namespace qwen3vl::kernels

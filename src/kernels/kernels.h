@@ -25,9 +25,23 @@ void set_isa(Isa isa);     // throws Error if the CPU lacks it
 void set_num_threads(int n);  // <= 0: all cores
 int num_threads();
 
+// Precision of the matrix products (linear, attention) whose weights are not F32:
+//  F32:  activations stay f32; weights are widened to f32; f32 FMA accumulation.
+//  BF16: activations are rounded to bf16 (as a bf16 model in PyTorch stores them) and multiplied
+//        with bf16 dot products (AVX512-BF16 vdpbf16ps where the CPU has it; other ISAs emulate
+//        the same rounding), f32 accumulation. Default. F32 weights always use the F32 path.
+// Quantized weights (Q8_0/Q4_0) always quantize the activations to 8-bit blocks per row (as
+// llama.cpp does) in decode; see kernels/quant.h.
+// QWEN3VL_MATMUL=f32|bf16 sets the initial value.
+enum class MatmulPrecision { F32 = 0, BF16 = 1 };
+void set_matmul_precision(MatmulPrecision p);
+MatmulPrecision matmul_precision();
+bool cpu_has_avx512_bf16();  // vdpbf16ps
+bool cpu_has_avx512_vnni();  // vpdpbusd
+
 // A weight matrix W [n, k], row-major, as stored by nn.Linear ([out_features, in_features]).
 struct WeightRef {
-  DType dtype = DType::F32;  // F32, BF16 or F16
+  DType dtype = DType::F32;  // F32, BF16, F16, Q8_0 or Q4_0 (k % 32 == 0 for the last two)
   const void* data = nullptr;
   int64_t n = 0;  // rows (output features)
   int64_t k = 0;  // cols (input features)
@@ -37,6 +51,7 @@ struct WeightRef {
 WeightRef weight_ref(const Tensor& w);
 
 // y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]). x, y, bias are f32; accumulation in f32.
+// Products follow matmul_precision() (above).
 void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 
 // y = (x - mean) / sqrt(var + eps) * w + b over the last dim D, per row; computed in f32.
@@ -70,6 +85,9 @@ struct AttentionArgs {
   float scale = 1.0f;
   bool causal = false;
   int64_t q_pos0 = 0;
+  // BF16 precision (a bf16 model at MatmulPrecision::BF16): q, k, v and the softmax
+  // probabilities are rounded to bf16 before their products; products exact, f32 accumulation.
+  bool bf16 = false;
 };
 void attention(const AttentionArgs& a);
 

@@ -219,6 +219,8 @@ const OpTable& avx2_table() {
   static const OpTable t = [] {
     OpTable o = scalar_table();
     o.linear = linear_simd;
+    o.linear_bf16 = linear_bf16_avx2;
+    o.linear_quant = linear_quant_avx2;
     o.rms_norm = rms_norm_avx2;
     o.gelu_tanh = gelu_tanh_avx2;
     o.silu_mul = silu_mul_avx2;
@@ -227,6 +229,10 @@ const OpTable& avx2_table() {
     return o;
   }();
   return t;
+}
+
+void linear_f32_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+  linear_simd(x, m, w, bias, y);
 }
 
 }  // namespace qwen3vl::kernels::detail

@@ -404,7 +404,7 @@ inline void attn_scores_group(const float* qt, const float* kbase, int64_t k_str
   }
 }
 
-void attention_avx512(const AttentionArgs& a) {
+void attention_avx512_impl(const AttentionArgs& a) {
   const int64_t d = a.d, group = a.hq / a.hk;
   const int64_t qblocks = (a.sq + QB - 1) / QB;
   const int64_t items = a.hk * qblocks;
@@ -558,6 +558,8 @@ const OpTable& avx512_table() {
   static const OpTable t = [] {
     OpTable o = scalar_table();
     o.linear = linear_simd;
+    o.linear_bf16 = cpu_has_avx512_bf16() ? linear_bf16_avx512 : linear_bf16_avx2;
+    o.linear_quant = linear_quant_avx512;
     o.layer_norm = layer_norm_avx512;
     o.rms_norm = rms_norm_avx512;
     o.gelu_tanh = gelu_tanh_avx512;
@@ -566,9 +568,14 @@ const OpTable& avx512_table() {
     o.softmax_inplace = softmax_avx512;
     o.rope_rotate_half = rope_avx512;
     o.attention = attention_avx512;
+    if (cpu_has_avx512_bf16()) o.attention_bf16 = attention_bf16_avx512;
     return o;
   }();
   return t;
 }
 
+void linear_f32_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+  linear_simd(x, m, w, bias, y);
+}
+void attention_avx512(const AttentionArgs& a) { attention_avx512_impl(a); }
 }  // namespace qwen3vl::kernels::detail

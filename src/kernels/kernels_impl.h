@@ -12,7 +12,11 @@ namespace qwen3vl::kernels::detail {
 // before the table is called, so implementations may assume sane sizes and non-null pointers
 // for non-empty data.
 struct OpTable {
+  // linear: the F32-precision path (any float weight dtype); linear_bf16: BF16 precision for
+  // BF16/F16 weights; linear_quant: Q8_0/Q4_0 weights. dispatch.cpp's linear() picks one.
   void (*linear)(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+  void (*linear_bf16)(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+  void (*linear_quant)(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
   void (*layer_norm)(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps, float* y);
   void (*rms_norm)(const float* x, int64_t rows, int64_t d, const float* w, float eps, float* y);
   void (*gelu_tanh)(float* x, int64_t n);
@@ -22,7 +26,8 @@ struct OpTable {
   void (*softmax_inplace)(float* x, int64_t rows, int64_t n);
   void (*rope_rotate_half)(float* x, int64_t tokens, int64_t x_token_stride, int64_t heads, int64_t head_dim,
                            const float* cos, const float* sin);
-  void (*attention)(const AttentionArgs& a);
+  void (*attention)(const AttentionArgs& a);       // f32
+  void (*attention_bf16)(const AttentionArgs& a);  // a.bf16 (attention_bf16_*.cpp)
 };
 
 // The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
@@ -34,6 +39,28 @@ const OpTable& avx512_table();
 
 // Thread count for the ops (>= 1); see set_num_threads().
 int threads();
+
+// ---- linear() variants, routed by the ISA tables' linear entry (see route_linear) ----
+// f32 FMA path of each ISA (linear_simd.inc / scalar linear).
+void linear_f32_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_f32_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_f32_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+// BF16 precision (MatmulPrecision::BF16) for BF16/F16 weights: x rounded to bf16, exact
+// products, f32 accumulation. Scalar twin: gemm_bf16_scalar.cpp; AVX512-BF16: gemm_bf16_avx512.cpp
+// (only called when cpu_has_avx512_bf16()); AVX2 emulation: gemm_bf16_avx2.cpp.
+void linear_bf16_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_bf16_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+// Q8_0 / Q4_0 weights: quant_scalar.cpp, quant_avx2.cpp, quant_avx512.cpp (VNNI where present).
+void linear_quant_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_quant_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_quant_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+
+// Attention per ISA (attention_*.cpp or the ISA file).
+void attention_scalar(const AttentionArgs& a);
+void attention_avx512(const AttentionArgs& a);
+void attention_bf16_scalar(const AttentionArgs& a);  // scalar twin of the bf16 precision
+void attention_bf16_avx512(const AttentionArgs& a);  // only called when cpu_has_avx512_bf16()
 
 // Splits [0, n) into `parts` nearly equal chunks aligned to `align`; chunk `i` is [*b, *e).
 static inline void split_range(int64_t n, int parts, int i, int64_t align, int64_t* b, int64_t* e) {

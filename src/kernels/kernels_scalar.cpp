@@ -227,9 +227,14 @@ void attention(const AttentionArgs& a) {
 }  // namespace
 
 const OpTable& scalar_table() {
-  static const OpTable t{linear, layer_norm, rms_norm, gelu_tanh, gelu_erf, silu_mul,
-                         add_inplace, softmax_inplace, rope_rotate_half, attention};
+  static const OpTable t{linear, linear_bf16_scalar, linear_quant_scalar, layer_norm, rms_norm, gelu_tanh,
+                         gelu_erf, silu_mul, add_inplace, softmax_inplace, rope_rotate_half, attention, attention_bf16_scalar};
   return t;
 }
+
+void linear_f32_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+  scalar_table().linear(x, m, w, bias, y);
+}
+void attention_scalar(const AttentionArgs& a) { scalar_table().attention(a); }
 
 }  // namespace qwen3vl::kernels::detail

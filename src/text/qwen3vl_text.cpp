@@ -303,6 +303,8 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
   a.scale = scaling_;
   a.causal = true;
   a.q_pos0 = p0;
+  // A bf16 model at BF16 matmul precision attends in bf16, like the reference does.
+  a.bf16 = q_proj_.dtype != DType::F32 && kernels::matmul_precision() == kernels::MatmulPrecision::BF16;
   if (em == DType::F32) kernels::attention(a);
   else attention_emulated(a, em);
   // o_proj(attn_output.reshape(S, H*hd))

@@ -80,11 +80,13 @@ static int cmd_bench(Args& a) {
   if (a.flag({"--help", "-h"})) {
     std::printf(
         "usage: qwen3vl bench -m DIR [-p 128,512] [-n 128] [--depth 4096] [--vision 448,1024,2048] [--ttft 1024]\n"
-        "                     [-r REPS] [-t THREADS] [--json]\n"
+        "                     [-r REPS] [-t THREADS] [--quant none|q8|q4] [--quant-vision none|q8|q4] [--json]\n"
         "  -p   prefill lengths (tokens)            -n   decode tokens (tg)\n"
         "  --depth  also measure tg after this many context tokens (0: skip)\n"
         "  --vision image sizes (square, pixels) for the vision encoder (empty: skip)\n"
-        "  --ttft   image size for time to first token of one image + a short question (0: skip)\n");
+        "  --ttft   image size for time to first token of one image + a short question (0: skip)\n"
+        "  --quant, --quant-vision  quantize the text decoder / vision tower at load (Q8_0 / Q4_0 blocks;\n"
+        "           default none: weights as stored). The table header and JSON name the weight format.\n");
     return 0;
   }
   const std::string dir = a.get_or({"-m", "--model"}, "");
@@ -96,17 +98,21 @@ static int cmd_bench(Args& a) {
   const int reps = static_cast<int>(a.get_int({"-r", "--reps"}, 3));
   const int threads = static_cast<int>(a.get_int({"-t", "--threads"}, 0));
   const bool as_json = a.flag({"--json"});
+  LoadOptions lo;
+  lo.quant.text = parse_quant_mode(a.get_or({"--quant"}, "none"), "--quant");
+  lo.quant.vision = parse_quant_mode(a.get_or({"--quant-vision"}, "none"), "--quant-vision");
   a.reject_unknown();
   QWEN3VL_CHECK(!dir.empty(), "missing -m DIR");
   QWEN3VL_CHECK(reps >= 1, "--reps must be >= 1");
   if (threads > 0) kernels::set_num_threads(threads);
 
   auto t_load = Clock::now();
-  Checkpoint ckpt = Checkpoint::load(dir);
+  Checkpoint ckpt = Checkpoint::load(dir, lo);
   Qwen3VLForConditionalGeneration model(ckpt);
   const double load_s = seconds(t_load);
   const auto& cfg = model.config();
-  std::string wfmt = dtype_name(ckpt.get("model.language_model.layers.0.mlp.up_proj.weight").dtype());
+  const std::string wfmt = dtype_name(ckpt.get("model.language_model.layers.0.mlp.up_proj.weight").dtype());
+  const std::string wsummary = weight_format_summary(ckpt);
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   auto row = [&](const std::string& test, const Stat& s, double per) {
@@ -129,7 +135,7 @@ static int cmd_bench(Args& a) {
     }
   };
   if (!as_json) {
-    std::printf("model %s | weights %s | threads %d | isa %s | load %.2f s\n\n", dir.c_str(), wfmt.c_str(),
+    std::printf("model %s | weights %s | threads %d | isa %s | load %.2f s\n\n", dir.c_str(), wsummary.c_str(),
                 kernels::num_threads(), kernels::isa_name(kernels::active_isa()), load_s);
     std::printf("| %-30s | %16s | %20s | %11s |\n", "test", "result", "spread (min..max)", "median");
     std::printf("|--------------------------------|------------------|----------------------|-------------|\n");
@@ -196,6 +202,9 @@ static int cmd_bench(Args& a) {
   const double rss = peak_rss_mb();
   if (as_json) {
     nlohmann::ordered_json j{{"model", dir},       {"weights", wfmt},
+                             {"weights_detail", wsummary},
+                             {"quant", quant_mode_name(lo.quant.text)},
+                             {"quant_vision", quant_mode_name(lo.quant.vision)},
                              {"threads", kernels::num_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
                              {"load_s", load_s},  {"reps", reps},
                              {"peak_rss_mb", rss}, {"results", rows}};

@@ -30,16 +30,22 @@ static std::string list_str(const std::vector<int>& v) {
 static int cmd_inspect(Args& a) {
   if (a.flag({"--help", "-h"})) {
     std::printf(
-        "usage: qwen3vl inspect DIR [--json] [--no-table]\n"
+        "usage: qwen3vl inspect DIR [--json] [--no-table] [--quant none|q8|q4] [--quant-vision none|q8|q4]\n"
         "Loads and verifies a checkpoint folder (config.json + safetensors) and prints the config\n"
-        "summary, the weight table (name, dtype, shape, file) and parameter counts per component.\n");
+        "summary, the weight table (name, dtype, shape, bytes, file), bytes per dtype and parameter\n"
+        "counts per component. Quantized folders (qwen3vl quantize) show the Q8_0 / Q4_0 tensors with\n"
+        "their logical shape. --quant / --quant-vision show what quantizing at load (as run / serve /\n"
+        "bench do with the same flags) makes of the checkpoint.\n");
     return 0;
   }
   const bool as_json = a.flag({"--json"});
   const bool no_table = a.flag({"--no-table"});
+  LoadOptions lo;
+  lo.quant.text = parse_quant_mode(a.get_or({"--quant"}, "none"), "--quant");
+  lo.quant.vision = parse_quant_mode(a.get_or({"--quant-vision"}, "none"), "--quant-vision");
   a.reject_unknown();
   QWEN3VL_CHECK(a.positional().size() == 1, "inspect: expected one checkpoint folder (qwen3vl inspect DIR)");
-  Checkpoint ck = Checkpoint::load(a.positional()[0]);
+  Checkpoint ck = Checkpoint::load(a.positional()[0], lo);
   const Qwen3VLConfig& c = ck.config();
   const auto& v = c.vision_config;
   const auto& t = c.text_config;
@@ -60,8 +66,17 @@ static int cmd_inspect(Args& a) {
     nlohmann::json w = nlohmann::json::array();
     for (auto& [name, tensor] : ck.tensors())
       w.push_back({{"name", name}, {"dtype", dtype_name(tensor.dtype())}, {"shape", tensor.shape()},
-                   {"file", ck.file_of(name)}});
+                   {"bytes", tensor.nbytes()}, {"file", ck.file_of(name)}});
     j["weights"] = w;
+    j["weight_format"] = weight_format_summary(ck);
+    nlohmann::json bd = nlohmann::json::object();
+    for (auto& [name, tensor] : ck.tensors()) {
+      auto& e = bd[dtype_name(tensor.dtype())];
+      if (e.is_null()) e = {{"tensors", 0}, {"bytes", 0}};
+      e["tensors"] = e["tensors"].get<int64_t>() + 1;
+      e["bytes"] = e["bytes"].get<uint64_t>() + tensor.nbytes();
+    }
+    j["bytes_by_dtype"] = bd;
     j["parameters"] = {{"vision", pc.vision()},
                        {"vision_patch_embed", pc.vision_patch_embed},
                        {"vision_pos_embed", pc.vision_pos_embed},
@@ -103,25 +118,40 @@ static int cmd_inspect(Args& a) {
       c.vision_start_token_id, c.vision_end_token_id, t.bos_token_id, list_str(t.eos_token_id).c_str());
 
   std::map<std::string, int> files;
-  for (auto& [name, tensor] : ck.tensors()) files[ck.file_of(name)]++;
-  std::printf("\nweights     %zu tensors in %zu file(s)%s\n", ck.tensors().size(), files.size(),
-              c.tie_word_embeddings ? " (lm_head.weight tied to embed_tokens)" : "");
+  std::map<std::string, std::pair<int64_t, uint64_t>> by_dtype;  // dtype -> (tensors, bytes)
+  uint64_t total_bytes = 0;
+  for (auto& [name, tensor] : ck.tensors()) {
+    files[ck.file_of(name)]++;
+    auto& e = by_dtype[dtype_name(tensor.dtype())];
+    e.first++;
+    e.second += tensor.nbytes();
+    total_bytes += tensor.nbytes();
+  }
+  std::printf("\nweights     %zu tensors in %zu file(s)%s, format %s\n", ck.tensors().size(), files.size(),
+              c.tie_word_embeddings ? " (lm_head.weight tied to embed_tokens)" : "", weight_format_summary(ck).c_str());
   if (!no_table) {
     size_t w = 4;
     for (auto& [name, tensor] : ck.tensors()) w = std::max(w, name.size());
-    std::printf("  %-*s  %-5s  %-24s  %s\n", static_cast<int>(w), "name", "dtype", "shape", "file");
+    std::printf("  %-*s  %-5s  %-24s  %13s  %s\n", static_cast<int>(w), "name", "dtype", "shape", "bytes", "file");
     // HF module order (registry order), then anything else.
     for (auto& spec : expected_weights(c)) {
       if (!ck.tensors().count(spec.name)) continue;
       const Tensor& tt = ck.get(spec.name);
-      std::printf("  %-*s  %-5s  %-24s  %s\n", static_cast<int>(w), spec.name.c_str(), dtype_name(tt.dtype()),
-                  shape_str(tt.shape()).c_str(), ck.file_of(spec.name).c_str());
+      std::printf("  %-*s  %-5s  %-24s  %13s  %s\n", static_cast<int>(w), spec.name.c_str(), dtype_name(tt.dtype()),
+                  shape_str(tt.shape()).c_str(), commas(static_cast<int64_t>(tt.nbytes())).c_str(),
+                  ck.file_of(spec.name).c_str());
     }
     for (auto& [name, tt] : ck.tensors())
       if (!group_of.count(name))
-        std::printf("  %-*s  %-5s  %-24s  %s (ignored)\n", static_cast<int>(w), name.c_str(), dtype_name(tt.dtype()),
-                    shape_str(tt.shape()).c_str(), ck.file_of(name).c_str());
+        std::printf("  %-*s  %-5s  %-24s  %13s  %s (ignored)\n", static_cast<int>(w), name.c_str(),
+                    dtype_name(tt.dtype()), shape_str(tt.shape()).c_str(),
+                    commas(static_cast<int64_t>(tt.nbytes())).c_str(), ck.file_of(name).c_str());
   }
+  std::printf("\nbytes by dtype\n");
+  for (auto& [d, e] : by_dtype)
+    std::printf("  %-5s %6lld tensors %18s bytes\n", d.c_str(), static_cast<long long>(e.first),
+                commas(static_cast<int64_t>(e.second)).c_str());
+  std::printf("  total %6zu tensors %18s bytes\n", ck.tensors().size(), commas(static_cast<int64_t>(total_bytes)).c_str());
 
   std::printf("\nparameters\n");
   auto row = [](const char* what, int64_t n) { std::printf("  %-44s %18s\n", what, commas(n).c_str()); };

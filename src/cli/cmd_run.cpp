@@ -26,6 +26,10 @@ void print_usage() {
       "  -n, --max-new-tokens N     answer length limit (default: until end of turn, within --ctx)\n"
       "  -c, --ctx N                context length in tokens (default 8192)\n"
       "  -t, --threads N            threads (default: all cores)\n"
+      "  --quant none|q8|q4         quantize the text decoder's weights at load to 8-bit (Q8_0) or 4-bit\n"
+      "                             (Q4_0) blocks (default none: weights as stored; a folder written by\n"
+      "                             `qwen3vl quantize` loads quantized without this flag)\n"
+      "  --quant-vision none|q8|q4  the same for the vision tower's linear layers (default none)\n"
       "  --temp X --top-k N --top-p X --min-p X --repeat-penalty X --presence-penalty X --seed N\n"
       "                             sampling (defaults from generation_config.json); --greedy = argmax\n"
       "  --min-pixels N --max-pixels N   image budget in pixels (an area; tokens = pixels / 1024)\n"
@@ -75,6 +79,8 @@ static int cmd_run(Args& a) {
   eo.model_dir = a.get_or({"-m", "--model"}, "");
   eo.context_length = a.get_int({"-c", "--ctx", "--ctx-size"}, 8192);
   eo.threads = static_cast<int>(a.get_int({"-t", "--threads"}, 0));
+  eo.quant.text = parse_quant_mode(a.get_or({"--quant"}, "none"), "--quant");
+  eo.quant.vision = parse_quant_mode(a.get_or({"--quant-vision"}, "none"), "--quant-vision");
   const bool verbose = a.flag({"-v", "--verbose"});
   const bool interactive = a.flag({"-i", "--interactive"});
   std::string prompt = a.get_or({"-p", "--prompt"}, "");

@@ -28,6 +28,9 @@ void print_usage() {
       "  --max-queue N            requests admitted at once, running + waiting (default 8); more get 429\n"
       "  -c, --ctx N              context length per request in tokens (default 8192)\n"
       "  -t, --threads N          threads (default: all cores)\n"
+      "  --quant none|q8|q4       quantize the text decoder's weights at load (Q8_0 / Q4_0 blocks;\n"
+      "                           default none: as stored)\n"
+      "  --quant-vision none|q8|q4  the same for the vision tower's linear layers (default none)\n"
       "  --min-pixels N --max-pixels N   default image budget (requests may set min_pixels / max_pixels)\n"
       "  --model-name NAME        id reported by /v1/models (default: the folder name)\n");
 }
@@ -43,6 +46,8 @@ static int cmd_serve(Args& a) {
   eo.model_dir = a.get_or({"-m", "--model"}, "");
   eo.context_length = a.get_int({"-c", "--ctx", "--ctx-size"}, 8192);
   eo.threads = static_cast<int>(a.get_int({"-t", "--threads"}, 0));
+  eo.quant.text = parse_quant_mode(a.get_or({"--quant"}, "none"), "--quant");
+  eo.quant.vision = parse_quant_mode(a.get_or({"--quant-vision"}, "none"), "--quant-vision");
   server::ServerOptions so;
   so.host = a.get_or({"--host"}, "127.0.0.1");
   so.port = static_cast<int>(a.get_int({"--port"}, 8080));

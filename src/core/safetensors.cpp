@@ -237,6 +237,17 @@ Tensor SafetensorsFile::get(const std::string& name) const {
   return Tensor::view(p, ti.shape, ti.dtype, std::move(owner));
 }
 
+void SafetensorsFile::release_pages(const void* p, size_t bytes) const {
+  if (!map_ || !p || bytes == 0) return;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(map_), hi = lo + map_size_;
+  uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + bytes;
+  if (b < lo || e > hi) return;  // not (entirely) ours
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  b = (b + page - 1) / page * page;  // whole pages only: neighbours keep theirs
+  e = e / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 std::map<std::string, Tensor> load_safetensors(const std::filesystem::path& path) {
   auto f = SafetensorsFile::open(path);
   std::map<std::string, Tensor> out;

@@ -40,6 +40,12 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   const TensorInfo& info(const std::string& name) const;  // throws naming file + tensor
   // Zero-copy read-only view into the mapping (keeps the file mapped while alive).
   Tensor get(const std::string& name) const;
+  // Drops the whole pages of [p, p + bytes) that lie inside this file's mapping from the
+  // process (madvise MADV_DONTNEED): they stop counting as resident memory and are read again
+  // from the file if touched later (the mapping is read-only, so nothing is lost). Used after a
+  // tensor was converted (e.g. quantized) and its mapped bytes are no longer needed. Ranges
+  // outside the mapping (e.g. an owned copy) are ignored.
+  void release_pages(const void* p, size_t bytes) const;
 
  private:
   SafetensorsFile() = default;

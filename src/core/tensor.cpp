@@ -20,8 +20,18 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+// Block-quantized tensors hold whole 32-element blocks per row: the last dimension must be a
+// multiple of 32 (then every row, and every slice of rows, starts on a block boundary).
+static void check_block_shape(const char* what, const Shape& shape, DType dtype) {
+  if (!dtype_is_quantized(dtype)) return;
+  QWEN3VL_CHECK(!shape.empty() && shape.back() % kQuantBlockSize == 0,
+                std::string(what) + ": a " + dtype_name(dtype) + " tensor needs a last dimension that is a multiple of " +
+                    std::to_string(kQuantBlockSize) + " (got " + shape_str(shape) + ")");
+}
+
 Tensor Tensor::empty(Shape shape, DType dtype) {
   for (int64_t d : shape) QWEN3VL_CHECK(d >= 0, "Tensor::empty: negative dimension in " + shape_str(shape));
+  check_block_shape("Tensor::empty", shape, dtype);
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -48,6 +58,7 @@ Tensor Tensor::from_data(const void* data, Shape shape, DType dtype) {
 }
 
 Tensor Tensor::view(const void* data, Shape shape, DType dtype, std::shared_ptr<const void> owner) {
+  check_block_shape("Tensor::view", shape, dtype);
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -65,6 +76,7 @@ int64_t Tensor::size(int64_t i) const {
 
 Tensor Tensor::reshape(Shape shape) const {
   QWEN3VL_CHECK(shape_numel(shape) == numel(), "reshape " + str() + " -> " + shape_str(shape) + ": numel differs");
+  check_block_shape("reshape", shape, dtype_);
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
@@ -113,6 +125,10 @@ static void store_from_double(void* p, DType t, int64_t i, double v) {
 }
 
 Tensor Tensor::to(DType dtype) const {
+  if (dtype != dtype_ && (dtype_is_quantized(dtype) || dtype_is_quantized(dtype_)))
+    throw Error(std::string("Tensor::to: cannot convert ") + str() + " to " + dtype_name(dtype) +
+                ": block-quantized data is converted by kernels::quantize_rows / dequantize_rows "
+                "(kernels/quant.h), not by core");
   Tensor t = empty(shape_, dtype);
   const int64_t n = numel();
   if (dtype == dtype_) {

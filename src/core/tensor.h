@@ -44,6 +44,8 @@ class Tensor {
     QWEN3VL_CHECK(shape_numel(shape) == static_cast<int64_t>(v.size()), "from_vector: size mismatch");
     return from_data(v.data(), std::move(shape), dtype_of<T>());
   }
+  // Q8_0 / Q4_0 tensors (empty, view, reshape) must have a last dimension that is a multiple of
+  // 32; their bytes are dtype_nbytes(dtype, numel) (see core/quant.h for the row layout).
   // Borrowed view: `owner` keeps `data` alive.
   static Tensor view(const void* data, Shape shape, DType dtype, std::shared_ptr<const void> owner);
 
@@ -65,7 +67,9 @@ class Tensor {
   Tensor reshape(Shape shape) const;
   // Rows [begin, end) of the first dimension, sharing storage.
   Tensor slice_rows(int64_t begin, int64_t end) const;
-  // Converting copy (any float/int dtype to any other; floats round to nearest even).
+  // Converting copy (any float/int dtype to any other; floats round to nearest even). Block-
+  // quantized tensors (Q8_0 / Q4_0) only copy to their own dtype (clone); any other conversion
+  // throws Error (quantizing needs kernels/quant.h, which core does not call).
   Tensor to(DType dtype) const;
   Tensor clone() const { return to(dtype_); }
   // Element i (flat index) converted to double / float, for tests and debugging.

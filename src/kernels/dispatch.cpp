@@ -175,9 +175,13 @@ int num_threads() { return detail::threads(); }
 
 WeightRef weight_ref(const Tensor& w) {
   QWEN3VL_CHECK(w.defined(), "weight_ref: undefined tensor");
-  QWEN3VL_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16 || w.dtype() == DType::F16,
-                "weight_ref: weight " + w.str() + " must be F32, BF16 or F16");
+  QWEN3VL_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16 || w.dtype() == DType::F16 ||
+                    dtype_is_quantized(w.dtype()),
+                "weight_ref: weight " + w.str() + " must be F32, BF16, F16, Q8_0 or Q4_0");
   QWEN3VL_CHECK(w.dim() >= 1, "weight_ref: weight " + w.str() + " must have at least one dimension");
+  if (dtype_is_quantized(w.dtype()))
+    QWEN3VL_CHECK(w.dim() == 2 && w.size(1) % kQuantBlockSize == 0,
+                  "weight_ref: quantized weight " + w.str() + " must be 2-D [n, k] with k a multiple of 32");
   WeightRef r;
   r.dtype = w.dtype();
   r.data = w.raw();

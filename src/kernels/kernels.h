@@ -27,11 +27,15 @@ int num_threads();
 
 // Precision of the matrix products (linear, attention) whose weights are not F32:
 //  F32:  activations stay f32; weights are widened to f32; f32 FMA accumulation.
-//  BF16: activations are rounded to bf16 (as a bf16 model in PyTorch stores them) and multiplied
-//        with bf16 dot products (AVX512-BF16 vdpbf16ps where the CPU has it; other ISAs emulate
-//        the same rounding), f32 accumulation. Default. F32 weights always use the F32 path.
-// Quantized weights (Q8_0/Q4_0) always quantize the activations to 8-bit blocks per row (as
-// llama.cpp does) in decode; see kernels/quant.h.
+//  BF16: activations are rounded to bf16 (as a bf16 model in PyTorch stores them), products
+//        are exact in f32, f32 accumulation. BF16 weights are used as stored; F16 weights keep
+//        their exact value (bf16 x f16 products are still exact in f32). Default.
+//        AVX-512: vdpbf16ps for the m <= 2 GEMV (where it is faster), the f32 FMA GEMM on the
+//        rounded x above (vdpbf16ps has half the FMA flop rate on Sapphire Rapids). Attention
+//        with AttentionArgs::bf16 uses vdpbf16ps; without AVX512-BF16 the flag is ignored.
+//  F32 weights always use the F32 path.
+// Quantized weights (Q8_0/Q4_0) always quantize the activations to Q8_0 blocks per row (as
+// llama.cpp does) and use exact integer block dot products; see kernels/quant.h.
 // QWEN3VL_MATMUL=f32|bf16 sets the initial value.
 enum class MatmulPrecision { F32 = 0, BF16 = 1 };
 void set_matmul_precision(MatmulPrecision p);

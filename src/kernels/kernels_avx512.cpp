@@ -558,7 +558,7 @@ const OpTable& avx512_table() {
   static const OpTable t = [] {
     OpTable o = scalar_table();
     o.linear = linear_simd;
-    o.linear_bf16 = cpu_has_avx512_bf16() ? linear_bf16_avx512 : linear_bf16_avx2;
+    o.linear_bf16 = linear_bf16_avx512;  // checks cpu_has_avx512_bf16() itself
     o.linear_quant = linear_quant_avx512;
     o.layer_norm = layer_norm_avx512;
     o.rms_norm = rms_norm_avx512;
@@ -568,7 +568,9 @@ const OpTable& avx512_table() {
     o.softmax_inplace = softmax_avx512;
     o.rope_rotate_half = rope_avx512;
     o.attention = attention_avx512;
-    if (cpu_has_avx512_bf16()) o.attention_bf16 = attention_bf16_avx512;
+    // Without AVX512-BF16 the bf16 attention flag is ignored (the f32 kernel runs): the scalar
+    // twin would be far slower, and f32 is the more exact of the two.
+    o.attention_bf16 = cpu_has_avx512_bf16() ? attention_bf16_avx512 : attention_avx512;
     return o;
   }();
   return t;

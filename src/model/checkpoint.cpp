@@ -125,6 +125,37 @@ Checkpoint Checkpoint::load(const fs::path& dir, const LoadOptions& opts) {
   auto file_name = [&](size_t fi) { return ck.files_[fi]->path().filename().string(); };
   const bool tied = ck.config_.tie_word_embeddings;
 
+  // --- block-quantized tensors stored by `qwen3vl quantize`: U8 storage described by the
+  // "qwen3vl.quant" metadata of their file (model/quantize.h).
+  std::map<std::string, StoredQuantInfo> stored;
+  std::set<std::string> bad_stored;  // reported already: no further checks
+  for (size_t fi = 0; fi < ck.files_.size(); ++fi) {
+    const auto& md = ck.files_[fi]->metadata();
+    auto m = md.find(kQuantMetadataKey);
+    if (m == md.end()) continue;
+    const std::string fname = file_name(fi);
+    for (auto& [name, q] : parse_quant_metadata(m->second, "checkpoint '" + dir.string() + "', '" + fname + "'")) {
+      auto w = where.find(name);
+      if (!ck.files_[fi]->has(name) || w == where.end() || w->second != fi) {
+        problems.push_back("metadata \"" + kQuantMetadataKey + "\" of '" + fname + "' describes tensor '" + name +
+                           "', which is not in that file");
+        continue;
+      }
+      const TensorInfo& info = ck.files_[fi]->info(name);
+      const Shape want = quant_storage_shape(q.dtype, q.shape);
+      if (info.dtype != DType::U8 || info.shape != want) {
+        problems.push_back("tensor '" + name + "' in '" + fname + "' is stored as " + dtype_name(info.dtype) +
+                           shape_str(info.shape) + " (" + std::to_string(info.end - info.begin) +
+                           " bytes), but its \"" + kQuantMetadataKey + "\" entry " + dtype_name(q.dtype) +
+                           shape_str(q.shape) + " needs U8" + shape_str(want) + " (" +
+                           std::to_string(dtype_nbytes(q.dtype, shape_numel(q.shape))) + " bytes)");
+        bad_stored.insert(name);
+        continue;
+      }
+      stored[name] = q;
+    }
+  }
+
   // --- verify against the registry
   if (opts.verify) {
     std::set<std::string> expected_names;
@@ -136,13 +167,21 @@ Checkpoint Checkpoint::load(const fs::path& dir, const LoadOptions& opts) {
         missing.push_back(w.name);
         continue;
       }
+      if (bad_stored.count(w.name)) continue;
       const TensorInfo& info = ck.files_[it->second]->info(w.name);
-      if (info.shape != w.shape)
+      auto sq = stored.find(w.name);
+      const Shape& shape = sq != stored.end() ? sq->second.shape : info.shape;  // logical shape
+      if (shape != w.shape)
         problems.push_back("tensor '" + w.name + "' in '" + file_name(it->second) + "' has shape " +
-                           shape_str(info.shape) + ", expected " + shape_str(w.shape) + " from config.json");
-      if (!is_float(info.dtype))
+                           shape_str(shape) + ", expected " + shape_str(w.shape) + " from config.json");
+      if (sq != stored.end()) {
+        if (!quantizable_weight(w.name, ck.config_))
+          problems.push_back("tensor '" + w.name + "' in '" + file_name(it->second) + "' is stored as " +
+                             dtype_name(sq->second.dtype) + ", but it is not a weight that may be block-quantized");
+      } else if (!is_float(info.dtype)) {
         problems.push_back("tensor '" + w.name + "' in '" + file_name(it->second) + "' has dtype " +
                            dtype_name(info.dtype) + ", expected a float dtype (F32, BF16 or F16)");
+      }
     }
     if (!missing.empty()) {
       std::string m = std::to_string(missing.size()) + " expected tensor" + (missing.size() > 1 ? "s" : "") +
@@ -157,8 +196,9 @@ Checkpoint Checkpoint::load(const fs::path& dir, const LoadOptions& opts) {
         // Accepted in a tied checkpoint (HF ties it to the embedding on load); must still fit.
         const TensorInfo& info = ck.files_[fi]->info(name);
         Shape want{ck.config_.text_config.vocab_size, ck.config_.text_config.hidden_size};
-        if (info.shape != want)
-          problems.push_back("tensor 'lm_head.weight' in '" + file_name(fi) + "' has shape " + shape_str(info.shape) +
+        const Shape& shape = stored.count(name) ? stored.at(name).shape : info.shape;
+        if (shape != want)
+          problems.push_back("tensor 'lm_head.weight' in '" + file_name(fi) + "' has shape " + shape_str(shape) +
                              ", expected " + shape_str(want));
         continue;
       }
@@ -171,10 +211,88 @@ Checkpoint Checkpoint::load(const fs::path& dir, const LoadOptions& opts) {
 
   for (auto& [name, fi] : where) {
     if (tied && name == weight_names::kLmHead) continue;  // resolved to the embedding by get()
-    ck.tensors_.emplace(name, ck.files_[fi]->get(name));
+    auto sq = stored.find(name);
+    if (sq != stored.end()) {
+      // Zero-copy view of the block bytes with the logical shape and block dtype.
+      const Tensor u8 = ck.files_[fi]->get(name);
+      Tensor q = Tensor::view(u8.raw(), sq->second.shape, sq->second.dtype, std::shared_ptr<const void>(ck.files_[fi]));
+      // Blocks start with an f16 scale: a tensor at an odd address (possible only in files not
+      // written by `qwen3vl quantize`) is read as an aligned copy.
+      if (reinterpret_cast<uintptr_t>(u8.raw()) % 2 != 0) q = q.clone();
+      ck.tensors_.emplace(name, std::move(q));
+      ck.source_dtype_[name] = sq->second.source;
+    } else {
+      ck.tensors_.emplace(name, ck.files_[fi]->get(name));
+    }
     ck.file_of_[name] = file_name(fi);
   }
+
+  // --- quantization at load
+  if (opts.quant.any()) {
+    std::vector<std::string> conflicts;
+    for (auto& [name, target] : quant_plan(ck.config_, opts.quant)) {
+      auto it = ck.tensors_.find(name);
+      if (it == ck.tensors_.end()) continue;  // only without verification
+      Tensor& t = it->second;
+      if (t.dtype() == target) continue;  // stored that way
+      if (dtype_is_quantized(t.dtype())) {
+        conflicts.push_back("'" + name + "' is stored as " + dtype_name(t.dtype()) + ", the mode asks for " +
+                            dtype_name(target));
+        continue;
+      }
+      if (!is_float(t.dtype()) || t.dim() != 2 || t.size(1) % kQuantBlockSize != 0)
+        throw Error("checkpoint '" + dir.string() + "': cannot quantize tensor '" + name + "' " + t.str());
+      Tensor q = quantize_weight(t, target, opts.threads);
+      ck.source_dtype_[name] = t.dtype();
+      ck.release_pages(t);  // the float pages were read once; drop them from the process
+      t = std::move(q);
+      ck.quantized_at_load_[name] = true;
+    }
+    if (!conflicts.empty())
+      throw Error("checkpoint '" + dir.string() + "' is stored quantized differently from --quant " +
+                  quant_mode_name(opts.quant.text) + " / --quant-vision " + quant_mode_name(opts.quant.vision) + ": " +
+                  conflicts[0] + (conflicts.size() > 1 ? " (and " + std::to_string(conflicts.size() - 1) + " more)" : "") +
+                  ". Quantized weights are not re-quantized (that would round twice): load this folder without "
+                  "--quant (weights as stored) or quantize the original float checkpoint");
+  }
   return ck;
+}
+
+DType Checkpoint::source_dtype(const std::string& name) const {
+  const std::string& n =
+      (name == weight_names::kLmHead && config_.tie_word_embeddings && !tensors_.count(name)) ? weight_names::kEmbedTokens
+                                                                                             : name;
+  auto s = source_dtype_.find(n);
+  if (s != source_dtype_.end()) return s->second;
+  return get(n).dtype();
+}
+
+bool Checkpoint::quantized_at_load(const std::string& name) const {
+  const std::string& n =
+      (name == weight_names::kLmHead && config_.tie_word_embeddings && !tensors_.count(name)) ? weight_names::kEmbedTokens
+                                                                                             : name;
+  auto it = quantized_at_load_.find(n);
+  return it != quantized_at_load_.end() && it->second;
+}
+
+void Checkpoint::replace_tensor(const std::string& name, Tensor t) {
+  const std::string& n =
+      (name == weight_names::kLmHead && config_.tie_word_embeddings && !tensors_.count(name)) ? weight_names::kEmbedTokens
+                                                                                             : name;
+  auto it = tensors_.find(n);
+  if (it == tensors_.end()) throw Error("checkpoint '" + dir_.string() + "': no tensor named '" + name + "' to replace");
+  QWEN3VL_CHECK(t.defined() && t.shape() == it->second.shape(),
+                "checkpoint: replacement for '" + name + "' is " + (t.defined() ? t.str() : std::string("empty")) +
+                    ", expected shape " + shape_str(it->second.shape()));
+  if (!dtype_is_quantized(t.dtype())) {
+    source_dtype_.erase(n);
+    quantized_at_load_.erase(n);
+  }
+  it->second = std::move(t);
+}
+
+void Checkpoint::release_pages(const void* p, size_t bytes) const {
+  for (auto& f : files_) f->release_pages(p, bytes);
 }
 
 const Tensor& Checkpoint::get(const std::string& name) const {
@@ -197,6 +315,25 @@ std::string Checkpoint::file_of(const std::string& name) const {
   if (it != file_of_.end()) return it->second;
   if (name == weight_names::kLmHead && config_.tie_word_embeddings) return file_of(weight_names::kEmbedTokens);
   throw Error("checkpoint '" + dir_.string() + "': no tensor named '" + name + "'");
+}
+
+std::string weight_format_summary(const Checkpoint& ck) {
+  using namespace weight_names;
+  auto dt = [&](const std::string& n) { return ck.has(n) ? std::string(dtype_name(ck.get(n).dtype())) : std::string("?"); };
+  const std::string text = dt(text_layer(0) + "mlp.up_proj.weight");
+  std::vector<std::string> extra;
+  const std::string embed = dt(kEmbedTokens);
+  const bool tied = ck.config().tie_word_embeddings;
+  if (embed != text) extra.push_back((tied ? "embed_tokens/lm_head " : "embed_tokens ") + embed);
+  if (!tied && dt(kLmHead) != text) extra.push_back("lm_head " + dt(kLmHead));
+  if (ck.config().vision_config.depth > 0) {
+    const std::string vis = dt(vision_block(0) + "attn.qkv.weight");
+    if (vis != text) extra.push_back("vision " + vis);
+  }
+  std::string s = text;
+  for (size_t i = 0; i < extra.size(); ++i) s += (i ? ", " : " (") + extra[i];
+  if (!extra.empty()) s += ")";
+  return s;
 }
 
 }  // namespace qwen3vl

@@ -35,8 +35,10 @@ std::unique_ptr<Engine> Engine::load(const EngineOptions& opts) {
   };
   progress(0.0, "reading config and tokenizer");
   e->processor_ = std::make_unique<Qwen3VLProcessor>(Qwen3VLProcessor::load(opts.model_dir, opts.on_warning));
-  progress(0.1, "mapping weights");
-  e->model_ = std::make_unique<Model>(Model{Checkpoint::load(opts.model_dir), nullptr});
+  progress(0.1, opts.quant.any() ? "mapping and quantizing weights" : "mapping weights");
+  LoadOptions lo;
+  lo.quant = opts.quant;
+  e->model_ = std::make_unique<Model>(Model{Checkpoint::load(opts.model_dir, lo), nullptr});
   progress(0.5, "binding modules");
   e->model_->net = std::make_unique<Qwen3VLForConditionalGeneration>(e->model_->ckpt);
   e->default_generation_ = GenerationConfig::for_model(opts.model_dir, e->model_->net->config());

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/quantize.h"
 #include "pipeline/processor.h"
 #include "text/generation.h"
 
@@ -21,6 +22,9 @@ struct EngineOptions {
   std::filesystem::path model_dir;
   int threads = 0;                   // 0: all cores
   int64_t context_length = 8192;     // KV cache size per request (tokens, prompt + answer)
+  // Block quantization at load (--quant / --quant-vision): none = weights as stored (a folder
+  // written by `qwen3vl quantize` loads quantized as it is). See model/quantize.h.
+  QuantOptions quant;
   // Load progress: fraction in [0, 1] and what is being done.
   std::function<void(double fraction, const std::string& what)> on_progress;
   std::function<void(const std::string&)> on_warning;  // default: stderr

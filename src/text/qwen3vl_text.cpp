@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/quant.h"
 
 namespace qwen3vl {
 
@@ -16,15 +17,32 @@ std::vector<float> to_f32_vector(const Tensor& t) {
   return std::vector<float>(p, p + f.numel());
 }
 
-// Binds a 2-D weight and checks its shape, naming the tensor on mismatch.
-kernels::WeightRef bind_linear(const Checkpoint& ckpt, const std::string& name, int64_t n, int64_t k) {
+// Emulating HF's bf16 op order (linear_emulated) needs the float weights.
+void check_not_quantized_when_emulating(const std::string& name, DType dtype, DType emulate) {
+  QWEN3VL_CHECK(emulate == DType::F32 || !dtype_is_quantized(dtype),
+                "tensor " + name + " is " + dtype_name(dtype) +
+                    ": emulating HF's bf16 numerics (TextNumerics::emulate_activation_dtype) needs unquantized "
+                    "weights");
+}
+
+// Binds a 2-D weight and checks its shape, naming the tensor on mismatch. F32 / BF16 / F16 as
+// stored, or Q8_0 / Q4_0 (quantized at load or stored quantized; k % 32 == 0).
+kernels::WeightRef bind_linear(const Checkpoint& ckpt, const std::string& name, int64_t n, int64_t k,
+                               DType emulate = DType::F32) {
   const Tensor& w = ckpt.get(name);
   QWEN3VL_CHECK(w.dim() == 2 && w.size(0) == n && w.size(1) == k,
                 "tensor " + name + " has shape " + shape_str(w.shape()) + ", expected " + shape_str({n, k}) +
                     " from config.json");
-  QWEN3VL_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16 || w.dtype() == DType::F16,
-                "tensor " + name + " has dtype " + dtype_name(w.dtype()) + "; expected F32, BF16 or F16");
-  return kernels::weight_ref(w);
+  QWEN3VL_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::BF16 || w.dtype() == DType::F16 ||
+                    dtype_is_quantized(w.dtype()),
+                "tensor " + name + " has dtype " + dtype_name(w.dtype()) + "; expected F32, BF16, F16, Q8_0 or Q4_0");
+  check_not_quantized_when_emulating(name, w.dtype(), emulate);
+  kernels::WeightRef r;
+  r.dtype = w.dtype();
+  r.data = w.raw();
+  r.n = n;
+  r.k = k;
+  return r;
 }
 
 Qwen3VLTextRMSNorm bind_norm(const Checkpoint& ckpt, const std::string& name, int64_t dim, double eps,
@@ -249,10 +267,12 @@ Qwen3VLTextAttention::Qwen3VLTextAttention(const Checkpoint& ckpt, const std::st
                     ") must be a positive multiple of num_key_value_heads (" + std::to_string(kv_heads_) + ")");
   QWEN3VL_CHECK(!cfg.attention_bias, "text_config.attention_bias = true is not supported (Qwen3-VL has no biases)");
   scaling_ = static_cast<float>(std::pow(static_cast<double>(head_dim_), -0.5));  // head_dim**-0.5
-  q_proj_ = bind_linear(ckpt, prefix + "q_proj.weight", heads_ * head_dim_, hidden_);
-  k_proj_ = bind_linear(ckpt, prefix + "k_proj.weight", kv_heads_ * head_dim_, hidden_);
-  v_proj_ = bind_linear(ckpt, prefix + "v_proj.weight", kv_heads_ * head_dim_, hidden_);
-  o_proj_ = bind_linear(ckpt, prefix + "o_proj.weight", hidden_, heads_ * head_dim_);
+  q_proj_ = bind_linear(ckpt, prefix + "q_proj.weight", heads_ * head_dim_, hidden_, emulate);
+  k_proj_ = bind_linear(ckpt, prefix + "k_proj.weight", kv_heads_ * head_dim_, hidden_, emulate);
+  v_proj_ = bind_linear(ckpt, prefix + "v_proj.weight", kv_heads_ * head_dim_, hidden_, emulate);
+  o_proj_ = bind_linear(ckpt, prefix + "o_proj.weight", hidden_, heads_ * head_dim_, emulate);
+  // A bf16/f16 checkpoint (also when its weights were quantized) attends in bf16 at BF16 precision.
+  bf16_source_ = ckpt.source_dtype(prefix + "q_proj.weight") != DType::F32;
   q_norm_ = bind_norm(ckpt, prefix + "q_norm.weight", head_dim_, cfg.rms_norm_eps, emulate);
   k_norm_ = bind_norm(ckpt, prefix + "k_norm.weight", head_dim_, cfg.rms_norm_eps, emulate);
 }
@@ -304,7 +324,7 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
   a.causal = true;
   a.q_pos0 = p0;
   // A bf16 model at BF16 matmul precision attends in bf16, like the reference does.
-  a.bf16 = q_proj_.dtype != DType::F32 && kernels::matmul_precision() == kernels::MatmulPrecision::BF16;
+  a.bf16 = bf16_source_ && kernels::matmul_precision() == kernels::MatmulPrecision::BF16;
   if (em == DType::F32) kernels::attention(a);
   else attention_emulated(a, em);
   // o_proj(attn_output.reshape(S, H*hd))
@@ -318,9 +338,9 @@ Qwen3VLTextMLP::Qwen3VLTextMLP(const Checkpoint& ckpt, const std::string& prefix
                                DType emulate)
     : hidden_(cfg.hidden_size), intermediate_(cfg.intermediate_size), emulate_(emulate) {
   QWEN3VL_CHECK(cfg.hidden_act == "silu", "text_config.hidden_act \"" + cfg.hidden_act + "\" is not supported (silu)");
-  gate_proj_ = bind_linear(ckpt, prefix + "gate_proj.weight", intermediate_, hidden_);
-  up_proj_ = bind_linear(ckpt, prefix + "up_proj.weight", intermediate_, hidden_);
-  down_proj_ = bind_linear(ckpt, prefix + "down_proj.weight", hidden_, intermediate_);
+  gate_proj_ = bind_linear(ckpt, prefix + "gate_proj.weight", intermediate_, hidden_, emulate);
+  up_proj_ = bind_linear(ckpt, prefix + "up_proj.weight", intermediate_, hidden_, emulate);
+  down_proj_ = bind_linear(ckpt, prefix + "down_proj.weight", hidden_, intermediate_, emulate);
 }
 
 void Qwen3VLTextMLP::forward(const float* x, int64_t S, float* out) const {
@@ -387,10 +407,14 @@ void Qwen3VLTextDecoderLayer::forward(float* hidden, int64_t S, const float* cos
 Qwen3VLTextModel::Qwen3VLTextModel(const Checkpoint& ckpt, const std::string& prefix, const TextNumerics& numerics)
     : cfg_(ckpt.config().text_config),
       embed_tokens_(ckpt.get(prefix + "embed_tokens.weight")),
-      emulate_(numerics.emulate_activation_dtype ? embed_tokens_.dtype() : DType::F32),
-      rotary_emb_(ckpt.config().text_config, embed_tokens_.dtype()) {
+      act_dtype_(ckpt.source_dtype(prefix + "embed_tokens.weight")),
+      emulate_(numerics.emulate_activation_dtype ? act_dtype_ : DType::F32),
+      rotary_emb_(ckpt.config().text_config, act_dtype_) {
   QWEN3VL_CHECK(cfg_.num_hidden_layers >= 1, "text_config.num_hidden_layers must be at least 1");
   const std::string ename = prefix + "embed_tokens.weight";
+  check_not_quantized_when_emulating(ename, embed_tokens_.dtype(), emulate_);
+  if (ckpt.has("lm_head.weight"))
+    check_not_quantized_when_emulating("lm_head.weight", ckpt.get("lm_head.weight").dtype(), emulate_);
   QWEN3VL_CHECK(embed_tokens_.dim() == 2 && embed_tokens_.size(0) == cfg_.vocab_size &&
                     embed_tokens_.size(1) == cfg_.hidden_size,
                 "tensor " + ename + " has shape " + shape_str(embed_tokens_.shape()) + ", expected [" +
@@ -405,14 +429,18 @@ Tensor Qwen3VLTextModel::embed(const std::vector<int64_t>& input_ids) const {
   const int64_t S = static_cast<int64_t>(input_ids.size()), D = cfg_.hidden_size;
   Tensor out = Tensor::empty({S, D});
   float* o = out.data<float>();
-  const size_t esz = dtype_size(embed_tokens_.dtype());
+  const DType et = embed_tokens_.dtype();
   const auto* base = static_cast<const uint8_t*>(embed_tokens_.raw());
   for (int64_t s = 0; s < S; ++s) {
     const int64_t id = input_ids[static_cast<size_t>(s)];
     QWEN3VL_CHECK(id >= 0 && id < cfg_.vocab_size, "token id " + std::to_string(id) + " at position " +
                                                        std::to_string(s) + " is outside the vocabulary [0, " +
                                                        std::to_string(cfg_.vocab_size) + ")");
-    const Tensor row = Tensor::view(base + static_cast<size_t>(id * D) * esz, {D}, embed_tokens_.dtype(), nullptr);
+    if (dtype_is_quantized(et)) {  // Q8_0 / Q4_0: dequantize the one row
+      kernels::dequantize_rows(et, base, D, id, 1, o + s * D);
+      continue;
+    }
+    const Tensor row = Tensor::view(base + dtype_nbytes(et, id * D), {D}, et, nullptr);
     if (row.dtype() == DType::F32) {
       std::memcpy(o + s * D, row.raw(), static_cast<size_t>(D) * 4);
     } else {

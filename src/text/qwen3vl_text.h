@@ -85,6 +85,7 @@ class Qwen3VLTextAttention {
   int64_t hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
   float scaling_ = 1.0f;
   DType emulate_ = DType::F32;
+  bool bf16_source_ = false;  // the checkpoint's q_proj was BF16/F16 (before any quantization)
   kernels::WeightRef q_proj_, k_proj_, v_proj_, o_proj_;
   Qwen3VLTextRMSNorm q_norm_, k_norm_;
 };
@@ -132,8 +133,9 @@ class Qwen3VLTextModel {
 
   const Qwen3VLTextConfig& config() const { return cfg_; }
   const Qwen3VLTextRotaryEmbedding& rotary_emb() const { return rotary_emb_; }
-  // The dtype HF would run the activations in (= embed_tokens dtype).
-  DType activation_dtype() const { return embed_tokens_.dtype(); }
+  // The dtype HF would run the activations in (= embed_tokens dtype in the HF checkpoint; for
+  // quantized weights the float dtype they were quantized from).
+  DType activation_dtype() const { return act_dtype_; }
   // The dtype intermediates are rounded to: activation_dtype() when emulating, else F32.
   DType emulated_dtype() const { return emulate_; }
   // embed_tokens(input_ids) -> [S, D] f32. Throws Error on an id outside [0, vocab_size).
@@ -148,7 +150,8 @@ class Qwen3VLTextModel {
 
  private:
   Qwen3VLTextConfig cfg_;
-  Tensor embed_tokens_;  // [vocab, D] as stored
+  Tensor embed_tokens_;  // [vocab, D] as stored (or Q8_0 / Q4_0: rows dequantized on lookup)
+  DType act_dtype_ = DType::F32;
   DType emulate_ = DType::F32;
   std::vector<Qwen3VLTextDecoderLayer> layers_;
   Qwen3VLTextRMSNorm norm_;

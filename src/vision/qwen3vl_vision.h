@@ -26,6 +26,23 @@
 
 namespace qwen3vl {
 
+// Seconds per stage of Qwen3VLVisionModel::forward, accumulated while attached to a model
+// (set_profile; vision-bench --profile). Each stage is timed around its kernel calls.
+struct VisionProfile {
+  double patch_embed = 0, pos_embed = 0, rotary = 0;  // rotary: rot_pos_emb + cos/sin + cu_seqlens
+  double norms = 0;                                    // norm1 + norm2 of every block
+  double qkv = 0, rope = 0, attention = 0, attn_proj = 0;
+  double mlp_fc1 = 0, mlp_act = 0, mlp_fc2 = 0;
+  double residual = 0;  // the two residual adds per block
+  double merger = 0, deepstack = 0;
+  bool patch_embed_folded = false;  // the last forward used the temporal fold
+  bool cpu_clock = false;           // time with the process CPU clock (all threads) instead of wall
+  double total() const {
+    return patch_embed + pos_embed + rotary + norms + qkv + rope + attention + attn_proj + mlp_fc1 + mlp_act +
+           mlp_fc2 + residual + merger + deepstack;
+  }
+};
+
 struct VisionOutput {
   Tensor embeds;                  // [sum(t*h*w)/4, out_hidden_size] f32, items concatenated
   std::vector<Tensor> deepstack;  // one per deepstack_visual_indexes entry, same shape
@@ -33,7 +50,7 @@ struct VisionOutput {
 
 // nn.Linear with weight [out, in] as stored and an f32 bias (or none).
 struct VisionLinear {
-  Tensor weight;  // [out_features, in_features] as stored (F32/BF16/F16)
+  Tensor weight;  // [out_features, in_features] as stored (F32/BF16/F16, or Q8_0/Q4_0 when quantized)
   Tensor bias;    // [out_features] f32
   int64_t in_features = 0, out_features = 0;
   VisionLinear() = default;
@@ -53,18 +70,31 @@ struct VisionLayerNorm {
 
 // HF Qwen3VLVisionPatchEmbed: Conv3d(C, Dv, kernel = stride = (T, P, P)) over each row, i.e. one
 // GEMM with the weight [Dv, C, T, P, P] viewed as [Dv, C*T*P*P] (the row order is (c, t, y, x)).
+//
+// Temporal fold: for a still image the processor repeats the frame T times, so the T temporal
+// slices of every row are equal and  sum_t W[:, c, t] x[c, t] = (sum_t W[:, c, t]) x[c, 0].
+// Rows whose slices are all exactly equal (checked per row; images always, videos only for
+// frozen frames) use the folded weight Wf [Dv, C*P*P]: a GEMM T times shorter. Wf is summed and
+// kept in f32 (the sum of T bf16/f16 values is exact in f32 unless their exponents differ by
+// more than 16), so the folded products are as exact as the unfolded bf16 ones; it runs on the
+// f32 GEMM path (F32 weight). Only the accumulation order differs from the unfolded GEMM.
 class Qwen3VLVisionPatchEmbed {
  public:
   Qwen3VLVisionPatchEmbed() = default;
   Qwen3VLVisionPatchEmbed(const Checkpoint& ckpt, const std::string& prefix, const Qwen3VLVisionConfig& config);
   // hidden_states [N, C*T*P*P] f32 -> [N, Dv] f32 (input and output rounded to the weight dtype).
-  Tensor forward(const Tensor& hidden_states) const;
+  // *folded (optional) tells whether any row took the folded path.
+  Tensor forward(const Tensor& hidden_states, bool* folded = nullptr) const;
   DType dtype() const { return proj_weight_.dtype(); }
+  // Disables the temporal fold (tests compare both paths).
+  void set_temporal_fold(bool on) { fold_enabled_ = on; }
 
  private:
-  int64_t patch_dim_ = 0, embed_dim_ = 0;
+  int64_t patch_dim_ = 0, embed_dim_ = 0, temporal_ = 1, slice_ = 0;  // slice_ = P*P
+  bool fold_enabled_ = true;
   Tensor proj_weight_;  // [Dv, C, T, P, P] as stored
   Tensor proj_bias_;    // [Dv] f32
+  Tensor folded_weight_;  // [Dv, C, P, P] f32 = sum over t of proj_weight_ (T > 1 only)
 };
 
 // HF Qwen3VLVisionRotaryEmbedding(dim, theta): forward(seqlen) -> freqs [seqlen, dim / 2].
@@ -101,8 +131,11 @@ class Qwen3VLVisionAttention {
  public:
   Qwen3VLVisionAttention() = default;
   Qwen3VLVisionAttention(const Checkpoint& ckpt, const std::string& prefix, const Qwen3VLVisionConfig& config);
-  // hidden_states [S, Dv]; cu_seqlens [segments+1] I64; cos/sin [S, head_dim] -> [S, Dv]
-  Tensor forward(const Tensor& hidden_states, const Tensor& cu_seqlens, const Tensor& cos, const Tensor& sin) const;
+  // hidden_states [S, Dv]; cu_seqlens [segments+1] I64; cos/sin [S, head_dim] -> [S, Dv].
+  // The fused attention runs at BF16 precision (q, k, v and probabilities rounded to bf16, as HF
+  // in a bf16 model) when the weights are not F32 and kernels::matmul_precision() is BF16.
+  Tensor forward(const Tensor& hidden_states, const Tensor& cu_seqlens, const Tensor& cos, const Tensor& sin,
+                 VisionProfile* prof = nullptr) const;
 
  private:
   int64_t dim_ = 0, num_heads_ = 0, head_dim_ = 0;
@@ -115,7 +148,7 @@ class Qwen3VLVisionMLP {
  public:
   Qwen3VLVisionMLP() = default;
   Qwen3VLVisionMLP(const Checkpoint& ckpt, const std::string& prefix, const Qwen3VLVisionConfig& config);
-  Tensor forward(const Tensor& hidden_state) const;  // [S, Dv] -> [S, Dv]
+  Tensor forward(const Tensor& hidden_state, VisionProfile* prof = nullptr) const;  // [S, Dv] -> [S, Dv]
 
  private:
   bool tanh_approx_ = true;
@@ -130,7 +163,7 @@ class Qwen3VLVisionBlock {
   // hidden_states [S, Dv] updated in place. The MLP half runs over row chunks of
   // `mlp_chunk_rows` (<= 0: all rows at once) to bound the [rows, Iv] intermediate.
   void forward(Tensor& hidden_states, const Tensor& cu_seqlens, const Tensor& cos, const Tensor& sin,
-               int64_t mlp_chunk_rows = 4096) const;
+               int64_t mlp_chunk_rows = 4096, VisionProfile* prof = nullptr) const;
 
  private:
   VisionLayerNorm norm1_, norm2_;
@@ -160,11 +193,16 @@ class Qwen3VLVisionModel {
   Tensor rot_pos_emb(const std::vector<GridTHW>& grid_thw) const;
   // Rows per MLP chunk in the blocks (memory bound for large images; results do not depend on it).
   void set_mlp_chunk_rows(int64_t rows) { mlp_chunk_rows_ = rows; }
+  // Accumulate per-stage times into *prof during forward (nullptr: off). Not thread-safe.
+  void set_profile(VisionProfile* prof) { profile_ = prof; }
+  // Temporal fold of the patch embedding (on by default; see Qwen3VLVisionPatchEmbed).
+  void set_temporal_fold(bool on) { patch_embed_.set_temporal_fold(on); }
 
  private:
   Qwen3VLVisionConfig config_;
   int64_t spatial_merge_size_ = 2, num_grid_per_side_ = 0;
   int64_t mlp_chunk_rows_ = 4096;
+  VisionProfile* profile_ = nullptr;
   Qwen3VLVisionPatchEmbed patch_embed_;
   Tensor pos_embed_;  // [num_position_embeddings, Dv] as stored
   Qwen3VLVisionRotaryEmbedding rotary_pos_emb_;

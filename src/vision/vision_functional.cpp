@@ -108,6 +108,11 @@ void apply_rotary_pos_emb_vision(float* q, float* k, int64_t tokens, int64_t tok
                     std::to_string(head_dim) + "], got " + cos.str() + " / " + sin.str());
   // q_embed = (q * cos) + (rotate_half(q) * sin); k_embed = (k * cos) + (rotate_half(k) * sin)
   // (cos/sin unsqueezed over heads; kernels::rope_rotate_half is exactly this, fused)
+  // (k right after q in each token, as in the fused qkv buffer: one pass over 2 * heads heads)
+  if (k == q + heads * head_dim) {
+    kernels::rope_rotate_half(q, tokens, token_stride, 2 * heads, head_dim, cos.data<float>(), sin.data<float>());
+    return;
+  }
   kernels::rope_rotate_half(q, tokens, token_stride, heads, head_dim, cos.data<float>(), sin.data<float>());
   kernels::rope_rotate_half(k, tokens, token_stride, heads, head_dim, cos.data<float>(), sin.data<float>());
 }

@@ -1,5 +1,6 @@
-// linear: scalar vs double-precision math, every SIMD ISA vs the scalar twin, thread-count
-// independence, edge cases.
+// linear at MatmulPrecision::F32 (the f32 path; BF16 precision is tested in test_linear_bf16.cpp):
+// scalar vs double-precision math, every SIMD ISA vs the scalar twin, thread-count independence,
+// edge cases.
 //
 // Tolerance derivation. Each output is y = sum_{i<k} x_i w_i (+ b). With f32 products and any
 // summation order (sequential, blocked, FMA, tree), the standard bound (Higham, Accuracy and
@@ -15,6 +16,14 @@
 
 namespace qwen3vl::kernels::test {
 namespace {
+
+// Pins MatmulPrecision::F32 for the scope (the default is BF16, which routes bf16/f16 weights
+// to linear_bf16); restores the previous value on exit.
+struct F32PrecisionGuard {
+  MatmulPrecision prev = matmul_precision();
+  F32PrecisionGuard() { set_matmul_precision(MatmulPrecision::F32); }
+  ~F32PrecisionGuard() { set_matmul_precision(prev); }
+};
 
 struct LinearRef {
   std::vector<double> y;      // exact (double) result
@@ -76,6 +85,7 @@ const DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
 
 TEST(Linear, ScalarMatchesDoubleMath) {
   IsaGuard g;
+  F32PrecisionGuard pg;
   set_isa(Isa::Scalar);
   uint32_t seed = 1;
   for (DType dt : kDTypes)
@@ -96,6 +106,7 @@ TEST(Linear, ScalarMatchesDoubleMath) {
 
 TEST(Linear, SimdMatchesScalarOddSizes) {
   IsaGuard g;
+  F32PrecisionGuard pg;
   auto isas = simd_isas();
   if (isas.empty()) GTEST_SKIP() << "no SIMD ISA on this CPU";
   uint32_t seed = 100;
@@ -127,6 +138,7 @@ TEST(Linear, SimdMatchesScalarOddSizes) {
 // n not a multiple of the panel width) and the GEMV / GEMM switch.
 TEST(Linear, SimdMatchesScalarBlockedShapes) {
   IsaGuard g;
+  F32PrecisionGuard pg;
   auto isas = simd_isas();
   if (isas.empty()) GTEST_SKIP() << "no SIMD ISA on this CPU";
   struct Shape3 { int64_t m, k, n; };
@@ -149,6 +161,7 @@ TEST(Linear, SimdMatchesScalarBlockedShapes) {
 
 TEST(Linear, ThreadCountDoesNotChangeResults) {
   IsaGuard g;
+  F32PrecisionGuard pg;
   const int64_t m = 37, k = 520, n = 131;
   for (DType dt : {DType::F32, DType::BF16}) {
     TestWeight w = make_weight(dt, n, k, 77);
@@ -174,6 +187,7 @@ TEST(Linear, ThreadCountDoesNotChangeResults) {
 
 TEST(Linear, ZeroSizes) {
   IsaGuard g;
+  F32PrecisionGuard pg;
   for (Isa isa : supported_isas()) {
     set_isa(isa);
     // k == 0: y = bias (or 0).

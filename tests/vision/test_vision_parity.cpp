@@ -121,6 +121,63 @@ TEST(VisionModel, MlpRowChunksMatchHF) {
   }
 }
 
+// Temporal fold of the patch embedding: rows whose temporal slices are equal take it (every row of
+// an image; in a video only rows of repeated frames, e.g. the processor's temporal padding); the
+// result matches the unfolded GEMM (f32: summation order only; bf16 checkpoints: the Conv3d
+// output is rounded to bf16, so at most one bf16 ulp of the largest value apart). A row whose
+// slices differ must not be folded even when the others are.
+int64_t rows_with_equal_slices(const Tensor& pv, const Qwen3VLVisionConfig& vc) {
+  const int64_t slice = vc.patch_size * vc.patch_size, T = vc.temporal_patch_size;
+  int64_t count = 0;
+  for (int64_t r = 0; r < pv.size(0); ++r) {
+    bool same = true;
+    for (int64_t c = 0; c < vc.in_channels; ++c)
+      for (int64_t t = 1; t < T; ++t)
+        for (int64_t e = 0; e < slice; ++e) {
+          const int64_t base = r * vc.patch_dim() + c * T * slice;
+          same = same && pv.data<float>()[base + e] == pv.data<float>()[base + t * slice + e];
+        }
+    count += same;
+  }
+  return count;
+}
+
+TEST(VisionModel, TemporalFoldMatchesUnfolded) {
+  for (const std::string set : {"tiny-f32", "tiny-bf16"}) {
+    for (const std::string cas : {"square", "video"}) {
+      test::VisionFixture f;
+      if (!test::load_vision_fixture(set, cas, f)) GTEST_SKIP() << "no fixture set " << set;
+      const Checkpoint& ckpt = checkpoint_for(f.metadata);
+      const auto& vc = ckpt.config().vision_config;
+      Qwen3VLVisionModel model(ckpt);
+      VisionProfile prof;
+      model.set_profile(&prof);
+      model.forward(f.at("pixel_values"), f.grid);
+      const int64_t equal_rows = rows_with_equal_slices(f.at("pixel_values").to(DType::F32), vc);
+      if (cas == "square") EXPECT_EQ(equal_rows, f.at("pixel_values").size(0));  // an image: every row
+      if (cas == "video") EXPECT_LT(equal_rows, f.at("pixel_values").size(0));   // moving frames: not all
+      EXPECT_EQ(prof.patch_embed_folded, equal_rows > 0) << set << "/" << cas;
+
+      Qwen3VLVisionPatchEmbed pe(ckpt, "model.visual.patch_embed.", vc);
+      Tensor pv = f.at("pixel_values").to(DType::F32);
+      if (cas == "square") {
+        // Row 1: second temporal slice of channel 0 changed -> that row must take the full GEMM.
+        float* row = pv.data<float>() + vc.patch_dim();
+        for (int64_t e = 0; e < vc.patch_size * vc.patch_size; ++e) row[vc.patch_size * vc.patch_size + e] += 0.5f;
+      }
+      bool folded = false;
+      const Tensor y_fold = pe.forward(pv, &folded);
+      EXPECT_EQ(folded, rows_with_equal_slices(pv, vc) > 0);
+      pe.set_temporal_fold(false);
+      bool folded_off = true;
+      const Tensor y_full = pe.forward(pv, &folded_off);
+      EXPECT_FALSE(folded_off);
+      const double tol = pe.dtype() == DType::F32 ? 1e-5 : std::ldexp(1.0, -8);
+      test::expect_close(set + "/" + cas + " folded patch_embed", y_fold, y_full, tol);
+    }
+  }
+}
+
 // Input errors are reported as qwen3vl::Error, not crashes.
 TEST(VisionModel, BadInputsThrow) {
   test::VisionFixture f;

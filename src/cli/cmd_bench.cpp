@@ -13,6 +13,7 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "kernels/kernels.h"
+#include "kernels/membw.h"
 #include "model/checkpoint.h"
 #include "text/qwen3vl_model.h"
 
@@ -85,6 +86,8 @@ static int cmd_bench(Args& a) {
         "  --depth  also measure tg after this many context tokens (0: skip)\n"
         "  --vision image sizes (square, pixels) for the vision encoder (empty: skip)\n"
         "  --ttft   image size for time to first token of one image + a short question (0: skip)\n"
+        "  --mem-bw 1|0  measure the memory read bandwidth after the runs (default 1) and state decode\n"
+        "           as a fraction of the limit it sets (bandwidth / decoder weight bytes read per token)\n"
         "  --quant, --quant-vision  quantize the text decoder / vision tower at load (Q8_0 / Q4_0 blocks;\n"
         "           default none: weights as stored). The table header and JSON name the weight format.\n");
     return 0;
@@ -98,6 +101,7 @@ static int cmd_bench(Args& a) {
   const int reps = static_cast<int>(a.get_int({"-r", "--reps"}, 3));
   const int threads = static_cast<int>(a.get_int({"-t", "--threads"}, 0));
   const bool as_json = a.flag({"--json"});
+  const bool mem_bw = a.get_int({"--mem-bw"}, 1) != 0;
   LoadOptions lo;
   lo.quant.text = parse_quant_mode(a.get_or({"--quant"}, "none"), "--quant");
   lo.quant.vision = parse_quant_mode(a.get_or({"--quant-vision"}, "none"), "--quant-vision");
@@ -113,6 +117,14 @@ static int cmd_bench(Args& a) {
   const auto& cfg = model.config();
   const std::string wfmt = dtype_name(ckpt.get("model.language_model.layers.0.mlp.up_proj.weight").dtype());
   const std::string wsummary = weight_format_summary(ckpt);
+  // Bytes one decode step must read: every decoder weight except the embedding table (one row),
+  // plus the lm_head (the embedding itself when tied).
+  double decode_bytes = 0;
+  for (const auto& [name, t] : ckpt.tensors())
+    if (name.rfind("model.language_model.", 0) == 0 && name != "model.language_model.embed_tokens.weight")
+      decode_bytes += static_cast<double>(t.nbytes());
+  decode_bytes += static_cast<double>(ckpt.get("lm_head.weight").nbytes());
+  std::vector<std::pair<std::string, double>> tg_rates;  // (test, tok/s) for the bandwidth rows
 
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   auto row = [&](const std::string& test, const Stat& s, double per) {
@@ -162,8 +174,9 @@ static int cmd_bench(Args& a) {
       for (int64_t i = 0; i < tg; ++i) model.forward_tokens({next[static_cast<size_t>(i)]}, cache, 1);
       return seconds(t);
     });
-    row("tg" + std::to_string(tg) + (ctx_tokens > 1 ? " @ d" + std::to_string(ctx_tokens) : ""), s,
-        static_cast<double>(tg));
+    const std::string name = "tg" + std::to_string(tg) + (ctx_tokens > 1 ? " @ d" + std::to_string(ctx_tokens) : "");
+    row(name, s, static_cast<double>(tg));
+    tg_rates.emplace_back(name, static_cast<double>(tg) / s.median);
   };
   if (tg > 0) decode(1);
   if (tg > 0 && depth > 0) decode(depth);
@@ -200,6 +213,14 @@ static int cmd_bench(Args& a) {
     row("ttft image " + std::to_string(ttft) + " (" + std::to_string(n) + " tok)", s, 0);
   }
   const double rss = peak_rss_mb();
+  // After the RSS reading: the measurement allocates 1 GiB of its own.
+  const double bw = mem_bw ? kernels::measure_read_bandwidth_gbs(kernels::num_threads()) : 0.0;
+  nlohmann::ordered_json bw_rows = nlohmann::ordered_json::array();
+  for (const auto& [name, rate] : tg_rates) {
+    const double limit = bw > 0 ? bw * 1e9 / decode_bytes : 0.0;
+    bw_rows.push_back({{"test", name}, {"tok_s", rate}, {"limit_tok_s", limit},
+                       {"fraction_of_limit", limit > 0 ? rate / limit : 0.0}});
+  }
   if (as_json) {
     nlohmann::ordered_json j{{"model", dir},       {"weights", wfmt},
                              {"weights_detail", wsummary},
@@ -207,10 +228,19 @@ static int cmd_bench(Args& a) {
                              {"quant_vision", quant_mode_name(lo.quant.vision)},
                              {"threads", kernels::num_threads()}, {"isa", kernels::isa_name(kernels::active_isa())},
                              {"load_s", load_s},  {"reps", reps},
-                             {"peak_rss_mb", rss}, {"results", rows}};
+                             {"peak_rss_mb", rss}, {"decode_weight_bytes", decode_bytes},
+                             {"mem_bw_gbs", bw}, {"bandwidth", bw_rows}, {"results", rows}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("\npeak RSS %.0f MB\n", rss);
+    if (bw > 0) {
+      std::printf("memory read bandwidth %.1f GB/s (%d threads); decode reads %.0f MB of weights per token\n", bw,
+                  kernels::num_threads(), decode_bytes / 1e6);
+      for (const auto& r : bw_rows)
+        std::printf("%s: %.2f tok/s = %.0f%% of the bandwidth limit %.2f tok/s\n",
+                    r["test"].get<std::string>().c_str(), r["tok_s"].get<double>(),
+                    100 * r["fraction_of_limit"].get<double>(), r["limit_tok_s"].get<double>());
+    }
   }
   return 0;
 }

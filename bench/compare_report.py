@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Summarize a bench/compare_llamacpp.sh results dir as one markdown table (stdout) + summary.json.
+
+    python bench/compare_report.py RESULTS_DIR
+
+Reads llama/bench-FMT.json (llama-bench -o json), llama/vision-S.log (llama-mtmd-cli),
+qwen3vl/text-FMT.json and qwen3vl/vision.json (qwen3vl bench --json), hf.json (bench/hf_bench.py),
+*.time (GNU time -v: peak RSS), membw.json (bench/membw.c), meta.json. Missing pieces show as "-".
+Speeds are medians of the timed repetitions (llama-bench: median of samples_ts).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+import struct
+import sys
+from pathlib import Path
+
+TARGETS = {"pp": 1.3, "tg": 1.15, "vision": 2.0, "bw": 0.85}
+BYTES_PER_WEIGHT = {"bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k_m": None}
+
+
+def load_json(p: Path):
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def peak_rss_mb(p: Path):
+    try:
+        m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.read_text())
+        return int(m.group(1)) / 1024 if m else None
+    except OSError:
+        return None
+
+
+def llama_text(out: Path, fmt: str, pp: int, tg: int) -> dict:
+    j = load_json(out / "llama" / f"bench-{fmt}.json") or []
+    r = {"rss_mb": peak_rss_mb(out / "llama" / f"bench-{fmt}.time")} if j else {}
+    for e in j:
+        med = statistics.median(e["samples_ts"]) if e.get("samples_ts") else e.get("avg_ts")
+        if e.get("n_prompt") == pp and e.get("n_gen") == 0:
+            r["pp"] = med
+        elif e.get("n_gen") == tg and e.get("n_prompt") == 0:
+            r["tg"] = med
+        r["model_size"] = e.get("model_size")
+        r["flash_attn"] = e.get("flash_attn")
+        r["cpu_info"] = e.get("cpu_info")
+        r["build"] = e.get("build_commit")
+    return r
+
+
+def llama_vision(out: Path, size: int) -> dict:
+    p = out / "llama" / f"vision-{size}.log"
+    r = {"rss_mb": peak_rss_mb(out / "llama" / f"vision-{size}.time")}
+    try:
+        text = p.read_text(errors="replace")
+    except OSError:
+        return r
+    batches = [int(x) for x in re.findall(r"encoding mtmd batch, n_chunks = (\d+)", text)]
+    times = [float(x) / 1000 for x in re.findall(r"mtmd batch encoding done in (\d+) ms", text)]
+    per_image = []
+    for k, t in zip(batches, times):
+        per_image += [t / k] * k
+    if len(batches) > 1:
+        per_image = per_image[batches[0]:]  # the first batch is the warm-up
+    if per_image:
+        r["median_s"] = statistics.median(per_image)
+        r["n"] = len(per_image)
+    m = re.search(r"image_max_pixels:\s+(\d+)", text)
+    if m:
+        r["image_max_pixels"] = int(m.group(1))
+    return r
+
+
+def ours(out: Path, name: str) -> dict:
+    j = load_json(out / "qwen3vl" / f"{name}.json")
+    if not j:
+        return {}  # failed or not run: no RSS either
+    r = {"rss_mb": peak_rss_mb(out / "qwen3vl" / f"{name}.time")}
+    r["peak_rss_mb_self"] = j.get("peak_rss_mb")
+    r["weights"] = j.get("weights")
+    if "mem_bw_gbs" in j:
+        r["mem_bw_gbs"] = j["mem_bw_gbs"]
+    for e in j.get("results", []):
+        t = e["test"]
+        if t.startswith("pp"):
+            r["pp"] = e.get("tok_s")
+        elif t.startswith("tg") and "@" not in t:
+            r["tg"] = e.get("tok_s")
+        elif t.startswith("vision "):
+            size = int(t.split()[1].split("x")[0])
+            r[f"vision{size}"] = e["median_s"]
+    return r
+
+
+def text_params(model_dir: str) -> int | None:
+    """Parameters the decoder reads per token: language-model weights (+ lm_head if untied).
+    With tied embeddings the embedding matrix is read once per token as the output projection."""
+    try:
+        total = 0
+        for f in sorted(Path(model_dir).glob("*.safetensors")):
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                h = json.loads(fh.read(n))
+            for k, v in h.items():
+                if k.startswith("model.language_model.") or k == "lm_head.weight":
+                    total += math.prod(v["shape"])
+        return total or None
+    except OSError:
+        return None
+
+
+def fmt(x, spec="%.2f"):
+    return "-" if x is None else spec % x
+
+
+def ratio(a, b, target=None, lower_is_better=False):
+    """a = qwen3vl, b = llama.cpp; returns 'x.xx x (>= t: ok)' text."""
+    if a is None or b is None or b == 0 or a == 0:
+        return "-"
+    r = (b / a) if lower_is_better else (a / b)
+    s = f"{r:.2f}x"
+    if target is not None:
+        s += f" {'ok' if r >= target else 'MISS'} (>= {target})"
+    return s
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    meta = load_json(out / "meta.json") or {}
+    pp, tg, reps, threads = meta.get("pp", 512), meta.get("tg", 128), meta.get("reps"), meta.get("threads")
+    sizes = [int(s) for s in str(meta.get("vision", "")).split(",") if s]
+    formats = [f for f in str(meta.get("formats", "bf16")).split(",") if f]
+    bw = load_json(out / "membw.json") or {}
+    bw_gbs = bw.get("best_gbs")
+    nparams = text_params(meta.get("model", ""))
+    summary = {"meta": meta, "membw": bw, "text_params": nparams, "formats": {}, "vision": {}}
+
+    vis_ours = ours(out, "vision")
+    vis_llama = {s: llama_vision(out, s) for s in sizes}
+    ours_bw = None
+    for f in formats:
+        o = ours(out, f"text-{f}")
+        ours_bw = ours_bw or o.get("mem_bw_gbs")
+    bw_used = ours_bw or bw_gbs
+    bw_src = "qwen3vl bench mem_bw_gbs" if ours_bw else "bench/membw.c best of 5"
+
+    lines = []
+    P = lines.append
+    P(f"## qwen3vl vs llama.cpp ({meta.get('threads')} threads, {reps} reps + 1 warm-up, medians)\n")
+    P(f"model `{meta.get('model')}`; llama.cpp from llama-cpp-python {meta.get('llama_cpp_python')} sdist; "
+      f"qwen3vl {meta.get('qwen3vl_git')}; CPU {meta.get('cpu')}, {meta.get('nproc')} cpus, {meta.get('mem_gib')} GiB")
+    P(f"load at start: `{str(meta.get('uptime_start', '')).strip()}`; at end: "
+      f"`{str(load_json(out / 'uptime_end.json') or '').strip()}`")
+    P(f"memory read bandwidth ({threads} threads): {fmt(bw_used, '%.1f')} GB/s ({bw_src}); "
+      f"decode limit = bandwidth / (text params {nparams or 0:,} x bytes per weight)\n")
+    vhead = " | ".join(f"vision {s}² s" for s in sizes)
+    P(f"| format | engine | pp{pp} tok/s | tg{tg} tok/s | tg % of BW limit | {vhead} | peak RSS MB (text run) |")
+    P("|---|---|---|---|---|" + "---|" * len(sizes) + "---|")
+    for f in formats:
+        L = llama_text(out, f, pp, tg)
+        O = ours(out, f"text-{f}")
+        bpw = BYTES_PER_WEIGHT.get(f)
+        lim_nominal = bw_used * 1e9 / (nparams * bpw) if (bw_used and nparams and bpw) else None
+        lim_llama = bw_used * 1e9 / L["model_size"] if (bw_used and L.get("model_size")) else None
+        vis = f == "bf16"  # the vision encoders run once: llama.cpp mmproj F16, qwen3vl bf16 weights
+        vl = [fmt(vis_llama[s].get("median_s"), "%.3f") if vis else "" for s in sizes]
+        vo = [fmt(vis_ours.get(f"vision{s}"), "%.3f") if vis else "" for s in sizes]
+        vr = [ratio(vis_ours.get(f"vision{s}"), vis_llama[s].get("median_s"),
+                    TARGETS["vision"] if s == 1024 else None, lower_is_better=True) if vis else "" for s in sizes]
+        pct_l = fmt(100 * L["tg"] / lim_llama, "%.0f%%") if (L.get("tg") and lim_llama) else "-"
+        pct_o = fmt(100 * O["tg"] / lim_nominal, "%.0f%%") if (O.get("tg") and lim_nominal) else "-"
+        P(f"| {f} | llama.cpp | {fmt(L.get('pp'))} | {fmt(L.get('tg'))} | {pct_l} | " + " | ".join(vl)
+          + f" | {fmt(L.get('rss_mb'), '%.0f')} |")
+        if f == "q4_k_m":
+            summary["formats"][f] = {"llama": L}
+            continue
+        P(f"| {f} | qwen3vl | {fmt(O.get('pp'))} | {fmt(O.get('tg'))} | {pct_o} | " + " | ".join(vo)
+          + f" | {fmt(O.get('rss_mb'), '%.0f')} |")
+        bw_ok = "-" if pct_o == "-" else ("ok" if O["tg"] / lim_nominal >= TARGETS["bw"] else "MISS") + " (>= 85%)"
+        rss_ok = "-"
+        if O.get("rss_mb") and L.get("rss_mb"):
+            rss_ok = f"{O['rss_mb'] / L['rss_mb']:.2f}x {'ok' if O['rss_mb'] <= L['rss_mb'] else 'MISS'} (<= 1)"
+        P(f"| {f} | **qwen3vl / llama.cpp** | {ratio(O.get('pp'), L.get('pp'), TARGETS['pp'])} | "
+          f"{ratio(O.get('tg'), L.get('tg'), TARGETS['tg'])} | {bw_ok} | " + " | ".join(vr) + f" | {rss_ok} |")
+        summary["formats"][f] = {"llama": L, "qwen3vl": O, "bw_limit_tok_s": lim_nominal}
+    summary["vision"] = {"llama": vis_llama, "qwen3vl": vis_ours}
+    if sizes:
+        P("")
+        P("vision: llama.cpp = llama-mtmd-cli, mmproj F16, time of `mtmd batch encoding` per image (warm-up "
+          "image dropped), peak RSS " + ", ".join(f"{s}²: {fmt(vis_llama[s].get('rss_mb'), '%.0f')} MB" for s in sizes)
+          + " (mmproj + a text stand-in of DeepStack count + 1 layers); qwen3vl = `bench --vision` (bf16), peak RSS "
+          + f"{fmt(vis_ours.get('rss_mb'), '%.0f')} MB. Vision ratio = llama.cpp time / qwen3vl time.")
+    hf = load_json(out / "hf.json")
+    if hf:
+        P("")
+        P(f"| HF transformers (CPU, sdpa) | pp{pp} tok/s | tg{tg} tok/s | " + vhead + " | peak RSS MB |")
+        P("|---|---|---|" + "---|" * len(sizes) + "---|")
+        for r in hf:
+            if "error" in r:
+                P(f"| {r.get('dtype')} | error {r['error']} |")
+                continue
+            res = {e["test"]: e for e in r["results"]}
+            g = lambda pre, k: next((e[k] for t, e in res.items() if t.startswith(pre)), None)
+            P(f"| {r['dtype']} (torch {r.get('torch')}, transformers {r.get('transformers')}) | "
+              f"{fmt(g('pp', 'tok_s'))} | {fmt(g('tg', 'tok_s'))} | "
+              + " | ".join(fmt(g(f'vision {s}x', 'median_s'), '%.3f') for s in sizes)
+              + f" | {fmt(r.get('peak_rss_mb'), '%.0f')} |")
+        summary["hf"] = hf
+    for f in formats:
+        lp = out / "qwen3vl" / f"text-{f}.log"
+        if lp.is_file() and not load_json(out / "qwen3vl" / f"text-{f}.json"):
+            err = lp.read_text(errors="replace").strip().splitlines()
+            P(f"\nqwen3vl {f} run failed: `{err[-1] if err else 'no output'}`")
+    if meta.get("qwen3vl_has_quant") == 0 and any(f in ("q8_0", "q4_0") for f in formats):
+        P("\nqwen3vl bench had no --quant flag: its q8_0/q4_0 rows are empty.")
+    print("\n".join(lines))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

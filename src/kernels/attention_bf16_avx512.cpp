@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/avx512_util.h"
 #include "kernels/kernels_impl.h"
 
 namespace qwen3vl::kernels::detail {
@@ -38,61 +39,13 @@ constexpr int64_t KB = 64;           // keys per block (must match attention_bf1
 constexpr int64_t kRowsTarget = 256;  // rows (query x group head) per work item
 constexpr int NR = 4;                // rows per register tile
 
-inline __mmask16 tmask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? 0 : static_cast<__mmask16>((1u << left) - 1u);
-}
 
-// exp(x) per lane, as in kernels_avx512.cpp (degree-7 Taylor on the Cody-Waite reduced
-// argument, vscalefps; ~2 ulp; exp(-inf) = 0).
-inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-110.0f));
-  x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
 
-// In-register 16 x 16 transpose of 32-bit elements: r[i][j] -> r[j][i].
-inline void transpose16(__m512i* ri) {
-  __m512* r = reinterpret_cast<__m512*>(ri);
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  __m512 u[16];
-  for (int g = 0; g < 4; ++g) {
-    const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
-    const __m512d c = _mm512_castps_pd(t[4 * g + 1]), e = _mm512_castps_pd(t[4 * g + 3]);
-    u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-    u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
-    u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, e));
-  }
-  for (int c = 0; c < 4; ++c) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_f32x4(v0, v1, 0x88);
-    r[c + 8] = _mm512_shuffle_f32x4(v0, v1, 0xDD);
-    r[c + 4] = _mm512_shuffle_f32x4(w0, w1, 0x88);
-    r[c + 12] = _mm512_shuffle_f32x4(w0, w1, 0xDD);
-  }
-}
 
 // 32 floats (masked to `left`) -> 32 bf16 in order.
 inline __m512i cvt32(const float* p, int64_t left) {
-  const __m512 lo = _mm512_maskz_loadu_ps(tmask(left), p);
-  const __m512 hi = _mm512_maskz_loadu_ps(tmask(left - 16), p + 16);
+  const __m512 lo = _mm512_maskz_loadu_ps(tail_mask(left), p);
+  const __m512 hi = _mm512_maskz_loadu_ps(tail_mask(left - 16), p + 16);
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
 }
 
@@ -147,7 +100,7 @@ void pack_k(const float* k, int64_t k_stride, int64_t jn, int64_t d, int64_t d32
         const int64_t j = g * 16 + jl;
         r[jl] = j < jn ? cvt32(k + j * k_stride + tc, d - tc) : _mm512_setzero_si512();
       }
-      transpose16(r);  // r[tp] = pair tc/2 + tp of the 16 keys
+      transpose16(reinterpret_cast<__m512*>(r));  // r[tp] = pair tc/2 + tp of the 16 keys
       for (int64_t tp = 0; tp < 16; ++tp) _mm512_store_si512(kp + (tc / 2 + tp) * KB + g * 16, r[tp]);
     }
   }
@@ -168,7 +121,7 @@ void pack_v(const float* v, int64_t v_stride, int64_t jn, int64_t d, int64_t d16
     const float* b = v + (j + 1) * v_stride;
     const bool has_b = j + 1 < jn;
     for (int64_t t = 0; t < d16; t += 16) {
-      const __mmask16 mk = tmask(d - t);
+      const __mmask16 mk = tail_mask(d - t);
       const __m512 va = _mm512_maskz_loadu_ps(mk, a + t);
       const __m512 vb = has_b ? _mm512_maskz_loadu_ps(mk, b + t) : _mm512_setzero_ps();
       const __m512i x = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(vb, va));
@@ -269,7 +222,7 @@ void tile(Scratch& sc, const uint32_t* kp, const uint32_t* vp, int64_t r0, int64
     jmax = lv > jmax ? lv : jmax;
     __m512 x[4];
 #pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) x[c] = c < nc ? _mm512_mask_mul_ps(ninf, tmask(lv - 16 * c), s[r][c], vscale) : ninf;
+    for (int c = 0; c < 4; ++c) x[c] = c < nc ? _mm512_mask_mul_ps(ninf, tail_mask(lv - 16 * c), s[r][c], vscale) : ninf;
     const float bmax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
     const float mold = sc.m[r0 + r];
     const float mnew = bmax > mold ? bmax : mold;
@@ -395,7 +348,7 @@ void attention_bf16_impl(const AttentionArgs& a) {
         if (l > 0.0f) {
           const __m512 vl = _mm512_set1_ps(l);
           for (int64_t t = 0; t < d; t += 16)
-            _mm512_mask_storeu_ps(out + t, tmask(d - t), _mm512_div_ps(_mm512_load_ps(o + t), vl));
+            _mm512_mask_storeu_ps(out + t, tail_mask(d - t), _mm512_div_ps(_mm512_load_ps(o + t), vl));
         } else {
           std::memset(out, 0, static_cast<size_t>(d) * 4);
         }

@@ -52,32 +52,6 @@ LinearRef linear_double(const std::vector<float>& x, int64_t m, const TestWeight
   return r;
 }
 
-std::vector<float> run_linear(const std::vector<float>& x, int64_t m, const TestWeight& w, const float* bias) {
-  std::vector<float> y(static_cast<size_t>(m * w.n), NAN);
-  linear(x.data(), m, w.ref(), bias, y.data());
-  return y;
-}
-
-// Counts outputs outside factor * bound; reports the worst one.
-void expect_within(const std::string& what, const std::vector<float>& y, const std::vector<double>& ref,
-                   const std::vector<double>& bound, double factor) {
-  ASSERT_EQ(y.size(), ref.size());
-  double worst_ratio = 0;
-  size_t worst = 0, bad = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    double diff = std::fabs(y[i] - ref[i]);
-    double b = factor * bound[i] + 1e-30;
-    if (!(diff <= b)) ++bad;
-    double ratio = std::isnan(diff) ? INFINITY : diff / b;
-    if (ratio > worst_ratio) {
-      worst_ratio = ratio;
-      worst = i;
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " outputs out of bound; worst #" << worst << " got " << y[worst]
-                     << " expected " << ref[worst] << " bound " << factor * bound[worst];
-}
-
 const int64_t kMs[] = {1, 2, 3, 4, 5, 7, 17, 33};
 const int64_t kKs[] = {1, 3, 17, 33, 129, 300};
 const int64_t kNs[] = {1, 3, 17, 33, 129};

@@ -57,32 +57,6 @@ Ref linear_double(const std::vector<float>& x, int64_t m, const TestWeight& w, c
   return r;
 }
 
-std::vector<float> run_linear(const std::vector<float>& x, int64_t m, const TestWeight& w, const float* bias) {
-  std::vector<float> y(static_cast<size_t>(m * w.n), NAN);
-  linear(x.data(), m, w.ref(), bias, y.data());
-  return y;
-}
-
-// Counts outputs outside factor * bound; reports the worst one.
-void expect_within(const std::string& what, const std::vector<float>& y, const std::vector<double>& ref,
-                   const std::vector<double>& bound, double factor) {
-  ASSERT_EQ(y.size(), ref.size());
-  double worst_ratio = 0;
-  size_t worst = 0, bad = 0;
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double diff = std::fabs(y[i] - ref[i]);
-    const double b = factor * bound[i] + 1e-30;
-    if (!(diff <= b)) ++bad;
-    const double ratio = std::isnan(diff) ? INFINITY : diff / b;
-    if (ratio > worst_ratio) {
-      worst_ratio = ratio;
-      worst = i;
-    }
-  }
-  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << y.size() << " outputs out of bound; worst #" << worst
-                     << " got " << y[worst] << " expected " << ref[worst] << " bound " << factor * bound[worst];
-}
-
 std::string shape_str(DType dt, int64_t m, int64_t k, int64_t n) {
   return std::string(dtype_name(dt)) + " m" + std::to_string(m) + " k" + std::to_string(k) + " n" + std::to_string(n);
 }

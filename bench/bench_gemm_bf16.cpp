@@ -70,9 +70,14 @@ void LinearPrecArgs(benchmark::internal::Benchmark* b) {
       // Text 2B prefill, 512 tokens: hidden 2048, intermediate 6144.
       b->Args({512, 2048, 2048, p, t});
       b->Args({512, 2048, 6144, p, t});
-      // Vision 2B (1024 x 1024 image: 4096 patches): fc1 1024 -> 4096, fc2 4096 -> 1024.
+      // Text prefill down_proj 6144 -> 2048.
+      b->Args({512, 6144, 2048, p, t});
+      // Vision 2B (1024 x 1024 image: 4096 patches): fc1 1024 -> 4096, fc2 4096 -> 1024,
+      // qkv 1024 -> 3072, proj 1024 -> 1024.
       b->Args({4096, 1024, 4096, p, t});
       b->Args({4096, 4096, 1024, p, t});
+      b->Args({4096, 1024, 3072, p, t});
+      b->Args({4096, 1024, 1024, p, t});
       // Decode: gate/up GEMV and the lm_head (vocab 151936).
       b->Args({1, 2048, 6144, p, t});
       b->Args({1, 2048, 151936, p, t});

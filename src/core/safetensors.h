@@ -46,6 +46,7 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // tensor was converted (e.g. quantized) and its mapped bytes are no longer needed. Ranges
   // outside the mapping (e.g. an owned copy) are ignored.
   void release_pages(const void* p, size_t bytes) const;
+  void release_all_pages() const { release_pages(map_, map_size_); }
 
  private:
   SafetensorsFile() = default;

@@ -52,9 +52,13 @@ void attention_bf16_scalar(const AttentionArgs& a) {
           const int64_t jn = visible - j0 < kKeyBlock ? visible - j0 : kKeyBlock;
           float bmax = -std::numeric_limits<float>::infinity();
           for (int64_t jj = 0; jj < jn; ++jj) {
-            const float* kr = a.k + (j0 + jj) * a.k_stride + kvh * d;
             float dot = 0.0f;
-            for (int64_t t = 0; t < d; ++t) dot += qb[t] * round_bf16(kr[t]);
+            const int64_t ko = (j0 + jj) * a.k_stride + kvh * d;
+            if (a.k_bf16) {
+              for (int64_t t = 0; t < d; ++t) dot += qb[t] * bf16_to_f32(a.k_bf16[ko + t]);
+            } else {
+              for (int64_t t = 0; t < d; ++t) dot += qb[t] * round_bf16(a.k[ko + t]);
+            }
             s[jj] = dot * a.scale;
             bmax = s[jj] > bmax ? s[jj] : bmax;
           }
@@ -66,8 +70,12 @@ void attention_bf16_scalar(const AttentionArgs& a) {
             const float p = std::exp(s[jj] - mnew);
             l += p;
             const float pb = round_bf16(p);
-            const float* vr = a.v + (j0 + jj) * a.v_stride + kvh * d;
-            for (int64_t t = 0; t < d; ++t) acc[t] += pb * round_bf16(vr[t]);
+            const int64_t vo = (j0 + jj) * a.v_stride + kvh * d;
+            if (a.v_bf16) {
+              for (int64_t t = 0; t < d; ++t) acc[t] += pb * bf16_to_f32(a.v_bf16[vo + t]);
+            } else {
+              for (int64_t t = 0; t < d; ++t) acc[t] += pb * round_bf16(a.v[vo + t]);
+            }
           }
           m = mnew;
         }

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/kernels_impl.h"
@@ -278,6 +279,11 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t x_token_stride, int64_t 
   table().rope_rotate_half(x, tokens, x_token_stride, heads, head_dim, cos, sin);
 }
 
+bool attention_honours_bf16() {
+  const Isa isa = active_isa();
+  return isa == Isa::Scalar || (isa == Isa::AVX512 && cpu_has_avx512_bf16());
+}
+
 void attention(const AttentionArgs& a) {
   QWEN3VL_CHECK(a.sq >= 0 && a.sk >= 0 && a.hq >= 0 && a.hk >= 0 && a.d >= 0, "attention: negative size");
   QWEN3VL_CHECK(a.hk > 0 || a.hq == 0, "attention: hk must be > 0");
@@ -291,9 +297,27 @@ void attention(const AttentionArgs& a) {
                 "attention: k/v row stride smaller than hk * d");
   check_ptr(a.q, 1, "attention", "q");
   check_ptr(a.out, 1, "attention", "out");
+  QWEN3VL_CHECK((a.k_bf16 == nullptr) == (a.v_bf16 == nullptr), "attention: k_bf16 and v_bf16 must be set together");
   if (a.sk > 0) {
-    check_ptr(a.k, 1, "attention", "k");
-    check_ptr(a.v, 1, "attention", "v");
+    check_ptr(a.k_bf16 ? static_cast<const void*>(a.k_bf16) : a.k, 1, "attention", "k");
+    check_ptr(a.v_bf16 ? static_cast<const void*>(a.v_bf16) : a.v, 1, "attention", "v");
+  }
+  if (a.k_bf16 && !(a.bf16 && table().attention_bf16_kv)) {
+    // The ISA's kernel reads f32 K/V only: widen the visible keys/values (rows [0, sk), heads
+    // packed to hk * d per row).
+    const int64_t row = a.hk * a.d;
+    std::vector<float> kf(static_cast<size_t>(a.sk * row)), vf(static_cast<size_t>(a.sk * row));
+    for (int64_t j = 0; j < a.sk; ++j)
+      for (int64_t e = 0; e < row; ++e) {
+        kf[static_cast<size_t>(j * row + e)] = bf16_to_f32(a.k_bf16[j * a.k_stride + e]);
+        vf[static_cast<size_t>(j * row + e)] = bf16_to_f32(a.v_bf16[j * a.v_stride + e]);
+      }
+    AttentionArgs w = a;
+    w.k = kf.data(); w.k_stride = row; w.k_bf16 = nullptr;
+    w.v = vf.data(); w.v_stride = row; w.v_bf16 = nullptr;
+    if (w.bf16) table().attention_bf16(w);
+    else table().attention(w);
+    return;
   }
   if (a.bf16) table().attention_bf16(a);
   else table().attention(a);

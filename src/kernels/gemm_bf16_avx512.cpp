@@ -15,9 +15,10 @@
 //    with a mask (zeros past k). Threads split n. vdpbf16ps adds the two products of a pair
 //    one after the other, each rounded to f32; it and vcvtne2ps2bf16 treat denormals as zero
 //    (the twin does not: a difference below 2^-126 per product).
-//  - otherwise, and for F16 weights (not representable in bf16; kept exact): x is rounded to
-//    bf16 into a per-thread buffer (bit-exact with round_bf16) and the f32 FMA path runs
-//    (linear_f32_avx512: multi-row GEMV below its crossover, cache-blocked GEMM above).
+//  - otherwise, and for F16 weights (not representable in bf16; kept exact): the f32 FMA path
+//    on x rounded to bf16 (bit-exact with round_bf16): linear_f32_round_x_bf16_avx512
+//    (kernels_avx512.cpp, linear_simd.inc): the cache-blocked GEMM rounds x while packing it
+//    (no rounded copy of x), the multi-row GEMV below its crossover rounds its few rows first.
 
 // GCC 12's AVX-512 intrinsics headers self-initialise "undefined" vectors, which -Wuninitialized
 // reports at every inlined use; the warning location is the header, so silence it there.
@@ -34,14 +35,12 @@
 #include "kernels/kernels_impl.h"
 
 namespace qwen3vl::kernels::detail {
+
 namespace {
 
 // m up to this uses the vdpbf16ps GEMV (measured: faster than widen + FMA at m = 1, equal at
 // m = 2, slower from m = 4; bench_gemm_bf16.cpp).
 constexpr int64_t kDpbf16MaxM = 2;
-// Rows of x rounded per call of the f32 path: its GEMM packs x (and re-packs W) per chunk of
-// MCH = kMR * 64 = 768 rows (linear_simd.inc), so chunking at the same size costs no W packing.
-constexpr int64_t kRoundRows = 768;
 constexpr int64_t kParallelMacs = 1 << 17;  // work below which an op stays single-threaded
 
 struct Buffer {
@@ -187,22 +186,6 @@ void gemv(const float* x, int64_t m, int64_t k, const uint16_t* w, int64_t n, co
   }
 }
 
-// x rounded to bf16 (as f32), bit-exact with round_bf16() (NaN stays a quiet NaN).
-void round_rows_bf16(const float* in, float* out, int64_t count) {
-  const __m512i one = _mm512_set1_epi32(1), rb = _mm512_set1_epi32(0x7fff);
-  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u)), quiet = _mm512_set1_epi32(0x00400000);
-  for (int64_t i = 0; i < count; i += 16) {
-    const __mmask16 mk = mask16(count - i);
-    const __m512 v = _mm512_maskz_loadu_ps(mk, in + i);
-    const __m512i u = _mm512_castps_si512(v);
-    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
-    __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(rb, lsb)), hi);
-    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(u, quiet), hi));
-    _mm512_mask_storeu_ps(out + i, mk, _mm512_castsi512_ps(r));
-  }
-}
-
 }  // namespace
 
 void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
@@ -211,22 +194,8 @@ void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const flo
     const int nt = m * n * k >= kParallelMacs ? threads() : 1;
     return gemv(x, m, k, static_cast<const uint16_t*>(w.data), n, bias, y, nt);
   }
-  // Rounded x in chunks of kRoundRows rows (bounds the buffer to kRoundRows * k floats).
-  static thread_local Buffer rbuf;
-  const int64_t rows = m < kRoundRows ? m : kRoundRows;
-  float* xr = rbuf.get<float>(static_cast<size_t>(rows * k > 0 ? rows * k : 1));
-  for (int64_t i0 = 0; i0 < m; i0 += kRoundRows) {
-    const int64_t mc = m - i0 < kRoundRows ? m - i0 : kRoundRows;
-    const int64_t count = mc * k;
-    const int nt = count >= (int64_t{1} << 16) ? threads() : 1;
-#pragma omp parallel num_threads(nt)
-    {
-      int64_t b, e;
-      split_range(count, omp_get_num_threads(), omp_get_thread_num(), 16, &b, &e);
-      if (b < e) round_rows_bf16(x + i0 * k + b, xr + b, e - b);
-    }
-    linear_f32_avx512(xr, mc, w, bias, y + i0 * n);
-  }
+  // The f32 FMA kernels on bf16-rounded x; the GEMM rounds x while packing it (no rounded copy).
+  linear_f32_round_x_bf16_avx512(x, m, w, bias, y);
 }
 
 }  // namespace qwen3vl::kernels::detail

@@ -92,7 +92,16 @@ struct AttentionArgs {
   // BF16 precision (a bf16 model at MatmulPrecision::BF16): q, k, v and the softmax
   // probabilities are rounded to bf16 before their products; products exact, f32 accumulation.
   bool bf16 = false;
+  // Optional bf16 keys/values (a bf16 KV cache): when k_bf16 / v_bf16 are
+  // set, k / v are ignored and the keys / values are read from these bf16 arrays, with the same
+  // k_stride / v_stride (in elements). Same results as f32 k / v holding those values.
+  const uint16_t* k_bf16 = nullptr;
+  const uint16_t* v_bf16 = nullptr;
 };
 void attention(const AttentionArgs& a);
+// Whether attention() runs the BF16 numerics for AttentionArgs::bf16 on the active ISA (scalar
+// twin, AVX512-BF16); false where the flag is ignored and f32 attention runs (AVX2, AVX-512
+// without BF16): there a bf16 KV cache rounds K and V where the f32 kernel would not.
+bool attention_honours_bf16();
 
 }  // namespace qwen3vl::kernels

@@ -222,6 +222,7 @@ const OpTable& avx2_table() {
     o.linear_bf16 = linear_bf16_avx2;
     o.linear_quant = linear_quant_avx2;
     o.attention_bf16 = o.attention;  // no bf16 attention kernel on AVX2: f32 (more exact)
+    o.attention_bf16_kv = false;
     o.rms_norm = rms_norm_avx2;
     o.gelu_tanh = gelu_tanh_avx2;
     o.silu_mul = silu_mul_avx2;

@@ -57,6 +57,23 @@ constexpr int kMR = 12;  // 12 x 32 micro-kernel: 24 zmm accumulators
 
 #include "kernels/linear_simd.inc"
 
+// x op for MatmulPrecision::BF16 (gemm_bf16_avx512.cpp): x rounded to bf16 (as f32),
+// bit-exact with round_bf16() (round to nearest even; NaN stays a quiet NaN).
+struct RoundBf16XOp {
+  static constexpr bool kIdentity = false;
+  static vf apply(vf v) {
+    const __m512i one = _mm512_set1_epi32(1), rb = _mm512_set1_epi32(0x7fff);
+    const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u)), quiet = _mm512_set1_epi32(0x00400000);
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+    __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(rb, lsb)), hi);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_and_si512(_mm512_or_si512(u, quiet), hi));
+    return _mm512_castsi512_ps(r);
+  }
+  static float apply1(float v) { return round_bf16(v); }
+};
+
 // ------------------------------------------------------------------------------------------
 // Element-wise ops, norms, softmax, rope, attention.
 
@@ -521,6 +538,7 @@ const OpTable& avx512_table() {
     // Without AVX512-BF16 the bf16 attention flag is ignored (the f32 kernel runs): the scalar
     // twin would be far slower, and f32 is the more exact of the two.
     o.attention_bf16 = cpu_has_avx512_bf16() ? attention_bf16_avx512 : attention_avx512;
+    o.attention_bf16_kv = cpu_has_avx512_bf16() && kAttentionBf16Avx512ReadsKv;
     return o;
   }();
   return t;
@@ -528,6 +546,10 @@ const OpTable& avx512_table() {
 
 void linear_f32_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
   linear_simd(x, m, w, bias, y);
+}
+// Declared in gemm_bf16_avx512.cpp (its only caller).
+void linear_f32_round_x_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+  linear_simd_xop<RoundBf16XOp>(x, m, w, bias, y);
 }
 void attention_avx512(const AttentionArgs& a) { attention_avx512_impl(a); }
 }  // namespace qwen3vl::kernels::detail

@@ -28,6 +28,9 @@ struct OpTable {
                            const float* cos, const float* sin);
   void (*attention)(const AttentionArgs& a);       // f32
   void (*attention_bf16)(const AttentionArgs& a);  // a.bf16 (attention_bf16_*.cpp)
+  // attention_bf16 reads AttentionArgs::k_bf16 / v_bf16 itself; when false, dispatch.cpp widens
+  // bf16 K/V to f32 buffers first.
+  bool attention_bf16_kv = false;
 };
 
 // The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
@@ -45,6 +48,8 @@ int threads();
 void linear_f32_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_f32_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_f32_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+// linear_f32_avx512 on round_bf16(x) (kernels_avx512.cpp; the GEMM rounds while packing x).
+void linear_f32_round_x_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 // BF16 precision (MatmulPrecision::BF16) for BF16/F16 weights: x rounded to bf16, exact
 // products, f32 accumulation. Scalar twin: gemm_bf16_scalar.cpp; AVX512-BF16: gemm_bf16_avx512.cpp
 // (only called when cpu_has_avx512_bf16()); AVX2 emulation: gemm_bf16_avx2.cpp.
@@ -61,6 +66,8 @@ void attention_scalar(const AttentionArgs& a);
 void attention_avx512(const AttentionArgs& a);
 void attention_bf16_scalar(const AttentionArgs& a);  // scalar twin of the bf16 precision
 void attention_bf16_avx512(const AttentionArgs& a);  // only called when cpu_has_avx512_bf16()
+// Whether attention_bf16_avx512 reads AttentionArgs::k_bf16 / v_bf16 (attention_bf16_avx512.cpp).
+extern const bool kAttentionBf16Avx512ReadsKv;
 
 // Splits [0, n) into `parts` nearly equal chunks aligned to `align`; chunk `i` is [*b, *e).
 static inline void split_range(int64_t n, int parts, int i, int64_t align, int64_t* b, int64_t* e) {

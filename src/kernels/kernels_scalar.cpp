@@ -228,7 +228,8 @@ void attention(const AttentionArgs& a) {
 
 const OpTable& scalar_table() {
   static const OpTable t{linear, linear_bf16_scalar, linear_quant_scalar, layer_norm, rms_norm, gelu_tanh,
-                         gelu_erf, silu_mul, add_inplace, softmax_inplace, rope_rotate_half, attention, attention_bf16_scalar};
+                         gelu_erf, silu_mul, add_inplace, softmax_inplace, rope_rotate_half, attention, attention_bf16_scalar,
+                         /*attention_bf16_kv=*/true};
   return t;
 }
 

@@ -291,6 +291,10 @@ void Checkpoint::replace_tensor(const std::string& name, Tensor t) {
   it->second = std::move(t);
 }
 
+void Checkpoint::release_all_pages() const {
+  for (auto& f : files_) f->release_all_pages();
+}
+
 void Checkpoint::release_pages(const void* p, size_t bytes) const {
   for (auto& f : files_) f->release_pages(p, bytes);
 }

@@ -56,6 +56,11 @@ class Checkpoint {
   // SafetensorsFile::release_pages); no-op for owned memory.
   void release_pages(const void* p, size_t bytes) const;
   void release_pages(const Tensor& view) const { release_pages(view.raw(), view.nbytes()); }
+  // Releases every mapped page of the checkpoint's files (the data stays in the page cache; a
+  // later read maps it again). Called once a model is built: drops from the process what building
+  // it read (small tensors copied to f32, the fault-around/readahead pages next to them), so the
+  // resident set holds only weights that are actually used (e.g. no vision pages in a text-only run).
+  void release_all_pages() const;
 
  private:
   std::filesystem::path dir_;

@@ -486,7 +486,11 @@ int Server::bind() {
   return port;
 }
 
-void Server::run() { http_->listen_after_bind(); }
+void Server::run() {
+  run_entered_ = true;
+  if (!stopping_->load()) http_->listen_after_bind();
+  run_returned_ = true;
+}
 
 void Server::stop() {
   const bool first = !stopping_->exchange(true);
@@ -494,6 +498,9 @@ void Server::stop() {
   // give open streams a moment (bounded) to send that final chunk and [DONE] before httplib
   // stops writing.
   for (int i = 0; first && i < 300 && (metrics_->workers.load() > 0 || metrics_->streams.load() > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // A stop() racing a run() that has not reached httplib's accept loop yet would be lost.
+  for (int i = 0; run_entered_ && !run_returned_ && !http_->is_running() && i < 500; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   http_->stop();
 }

@@ -96,6 +96,9 @@ class Server {
   int port_ = 0;
   std::shared_ptr<Metrics> metrics_;
   std::shared_ptr<std::atomic<bool>> stopping_;
+  // run() was entered / has returned: stop() waits (bounded) for httplib's accept loop to start,
+  // since httplib's stop() does nothing before that and run() would then never return.
+  std::atomic<bool> run_entered_{false}, run_returned_{false};
   std::shared_ptr<std::mutex> engine_mu_;   // one generation at a time (queue depth is observable)
 };
 

@@ -164,6 +164,10 @@ Qwen3VLForConditionalGeneration::Qwen3VLForConditionalGeneration(const Checkpoin
                 "tensor lm_head.weight has shape " + shape_str(w.shape()) + ", expected [" +
                     std::to_string(tc.vocab_size) + ", " + std::to_string(tc.hidden_size) + "]");
   lm_head_ = kernels::weight_ref(w);
+  // Building the modules read (and copied) the small tensors; drop those mapped pages and their
+  // readahead neighbours from the resident set (the weights used as mapped are faulted in again
+  // from the page cache on first use).
+  ckpt.release_all_pages();
 }
 
 Tensor Qwen3VLForConditionalGeneration::lm_head(const Tensor& hidden, int64_t logits_to_keep) const {

@@ -74,7 +74,11 @@ class Qwen3VLForConditionalGeneration {
   const Qwen3VLModel& model() const { return model_; }
   int64_t vocab_size() const { return lm_head_.n; }
   // A cache for this model holding up to context_length tokens.
-  KVCache make_cache(int64_t context_length) const { return KVCache(config().text_config, context_length); }
+  // Its dtype: model().language_model().kv_cache_dtype() (BF16 for a bf16 model at the default
+  // matmul precision).
+  KVCache make_cache(int64_t context_length) const {
+    return KVCache(config().text_config, context_length, model_.language_model().kv_cache_dtype());
+  }
 
   // Prefill (see Qwen3VLModel::forward). Returns logits [n, vocab] f32 of the last n =
   // logits_to_keep rows (0: all rows, as HF). Dumps also "logits".

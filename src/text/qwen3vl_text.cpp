@@ -283,8 +283,13 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
   const int64_t qdim = heads_ * head_dim_, kvdim = kv_heads_ * head_dim_;
   Tensor proj = Tensor::empty({S, qdim});   // q_proj(x), then k_proj(x)
   Tensor q = Tensor::empty({S, heads_, head_dim_});
-  float* k_cache = cache.k(layer_idx_) + p0 * kvdim;  // rows [p0, p0 + S)
-  float* v_cache = cache.v(layer_idx_) + p0 * kvdim;
+  // New keys/values go straight into the cache rows [p0, p0 + S) of an F32 cache, or through
+  // f32 scratch rows that are then rounded into a BF16 cache.
+  const bool kv_bf16 = cache.dtype() == DType::BF16;
+  QWEN3VL_CHECK(!kv_bf16 || emulate_ == DType::F32, "a BF16 KV cache cannot be used when emulating HF's op-by-op dtype");
+  Tensor kv_scratch = kv_bf16 ? Tensor::empty({2, S, kvdim}) : Tensor();
+  float* k_cache = kv_bf16 ? kv_scratch.data<float>() : cache.k(layer_idx_) + p0 * kvdim;
+  float* v_cache = kv_bf16 ? kv_scratch.data<float>() + S * kvdim : cache.v(layer_idx_) + p0 * kvdim;
 
   // query_states = q_norm(q_proj(x).view(S, H, hd))
   const DType em = emulate_;
@@ -304,14 +309,28 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
     rope_emulated(k_cache, S, kvdim, kv_heads_, head_dim_, cos, sin, em);
   }
 
+  if (kv_bf16) {
+    uint16_t* kc = cache.k_bf16(layer_idx_) + p0 * kvdim;
+    uint16_t* vc = cache.v_bf16(layer_idx_) + p0 * kvdim;
+    for (int64_t e = 0; e < S * kvdim; ++e) {
+      kc[e] = f32_to_bf16(k_cache[e]);
+      vc[e] = f32_to_bf16(v_cache[e]);
+    }
+  }
+
   // eager_attention_forward: softmax(q k^T * scaling + causal_mask) v, GQA via repeat_kv.
   Tensor attn = Tensor::empty({S, qdim});
   kernels::AttentionArgs a;
   a.q = q.data<float>();
   a.q_stride = qdim;
-  a.k = cache.k(layer_idx_);
+  if (kv_bf16) {
+    a.k_bf16 = cache.k_bf16(layer_idx_);
+    a.v_bf16 = cache.v_bf16(layer_idx_);
+  } else {
+    a.k = cache.k(layer_idx_);
+    a.v = cache.v(layer_idx_);
+  }
   a.k_stride = kvdim;
-  a.v = cache.v(layer_idx_);
   a.v_stride = kvdim;
   a.out = attn.data<float>();
   a.out_stride = qdim;
@@ -449,6 +468,15 @@ Tensor Qwen3VLTextModel::embed(const std::vector<int64_t>& input_ids) const {
     }
   }
   return out;
+}
+
+DType Qwen3VLTextModel::kv_cache_dtype() const {
+  // Every layer must attend in bf16 (the attention's a.bf16): then a BF16 cache holds exactly the
+  // values the kernel would round K and V to.
+  if (emulate_ != DType::F32 || kernels::matmul_precision() != kernels::MatmulPrecision::BF16) return DType::F32;
+  for (const auto& layer : layers_)
+    if (!layer.self_attn().bf16_source()) return DType::F32;
+  return layers_.empty() ? DType::F32 : DType::BF16;
 }
 
 Tensor Qwen3VLTextModel::forward(const Tensor& inputs_embeds, const Tensor& position_ids, KVCache& cache,

@@ -79,6 +79,7 @@ class Qwen3VLTextAttention {
   // x [S, D] (already input_layernorm'ed) at cache rows [cache.length(), +S) -> out [S, D].
   // Writes post-RoPE k, v of the S tokens into the cache (does not advance its length).
   void forward(const float* x, int64_t S, const float* cos, const float* sin, KVCache& cache, float* out) const;
+  bool bf16_source() const { return bf16_source_; }
 
  private:
   int layer_idx_ = 0;
@@ -109,6 +110,7 @@ class Qwen3VLTextDecoderLayer {
   Qwen3VLTextDecoderLayer(const Checkpoint& ckpt, const std::string& prefix, const Qwen3VLTextConfig& cfg,
                           int layer_idx, DType emulate = DType::F32);
   void forward(float* hidden, int64_t S, const float* cos, const float* sin, KVCache& cache) const;  // in place
+  const Qwen3VLTextAttention& self_attn() const { return self_attn_; }
 
  private:
   int64_t hidden_ = 0;
@@ -138,6 +140,10 @@ class Qwen3VLTextModel {
   DType activation_dtype() const { return act_dtype_; }
   // The dtype intermediates are rounded to: activation_dtype() when emulating, else F32.
   DType emulated_dtype() const { return emulate_; }
+  // The KV cache dtype that gives this model's results at the current matmul precision: BF16 for
+  // a bf16/f16 checkpoint (also quantized from one) at MatmulPrecision::BF16 (its attention rounds
+  // K and V to bf16 anyway), else F32.
+  DType kv_cache_dtype() const;
   // embed_tokens(input_ids) -> [S, D] f32. Throws Error on an id outside [0, vocab_size).
   Tensor embed(const std::vector<int64_t>& input_ids) const;
 

@@ -17,7 +17,12 @@
 // The twin-vs-SIMD check uses twice the sum (both sides carry the error).
 // Mutation checks: the same comparison against a model WITHOUT the p rounding, and one without
 // the q/k/v rounding, must fail somewhere, so the bound is tight enough to see both.
+// bf16 K/V (AttentionArgs::k_bf16 / v_bf16): the same results as f32 K/V holding those values,
+// bit for bit, on every ISA (Bf16KvMatchesF32KvAndTwin).
+// The cases reach both AVX-512 inner kernels (f32 FMA from 8 rows per work item, vdpbf16ps below)
+// and the pre-packed K/V of several query blocks per kv head.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -240,28 +245,123 @@ TEST(AttentionBf16, BoundDetectsMissingRoundings) {
 
 TEST(AttentionBf16, ThreadCountDoesNotChangeResults) {
   IsaGuard g;
-  Case c{45, 300, 4, 2, 64, true, 255, 0};
-  Data t = make(c, 4243);
-  Model md = model(t);
-  for (Isa isa : supported_isas()) {
-    // Only the scalar twin and the AVX512-BF16 kernel implement the bf16 rules; the other ISA
-    // tables ignore a.bf16 and run their f32 kernel (tested in test_attention.cpp).
-    if (isa == Isa::AVX2 || (isa == Isa::AVX512 && !cpu_has_avx512_bf16())) continue;
-    set_isa(isa);
-    set_num_threads(1);
-    auto y1 = run(t);
-    for (int n : {2, 3}) {
-      set_num_threads(n);
-      auto yn = run(t);
-      // Work is split by (head, query block) only: every row is computed the same way.
-      for (size_t e = 0; e < y1.size(); ++e)
-        if (!(y1[e] == yn[e] || (std::isnan(y1[e]) && std::isnan(yn[e])))) {
-          ADD_FAILURE() << isa_name(isa) << " threads " << n << " differs at " << e;
-          break;
-        }
+  // FMA path (one query block per kv head), FMA path with K/V packed up front (several query
+  // blocks), vdpbf16ps path (decode).
+  const Case cs[] = {{45, 300, 4, 2, 64, true, 255, 0}, {300, 300, 2, 2, 64, false, 0, 0}, {1, 300, 4, 2, 64, true, 299, 0}};
+  for (const Case& c : cs) {
+    Data t = make(c, 4243);
+    Model md = model(t);
+    for (Isa isa : supported_isas()) {
+      // Only the scalar twin and the AVX512-BF16 kernel implement the bf16 rules; the other ISA
+      // tables ignore a.bf16 and run their f32 kernel (tested in test_attention.cpp).
+      if (isa == Isa::AVX2 || (isa == Isa::AVX512 && !cpu_has_avx512_bf16())) continue;
+      set_isa(isa);
+      set_num_threads(1);
+      auto y1 = run(t);
+      for (int n : {2, 3}) {
+        set_num_threads(n);
+        auto yn = run(t);
+        // Work is split by (head, query block) only: every row is computed the same way.
+        for (size_t e = 0; e < y1.size(); ++e)
+          if (!(y1[e] == yn[e] || (std::isnan(y1[e]) && std::isnan(yn[e])))) {
+            ADD_FAILURE() << name(c, isa_name(isa)) << " threads " << n << " differs at " << e;
+            break;
+          }
+      }
+      EXPECT_EQ(count_bad(t, y1, md.out, md.tol, 1.0, nullptr), 0u) << name(c, isa_name(isa));
     }
-    EXPECT_EQ(count_bad(t, y1, md.out, md.tol, 1.0, nullptr), 0u) << isa_name(isa);
   }
+}
+
+// bf16 K/V (AttentionArgs::k_bf16 / v_bf16, a bf16 KV cache). Per case, with k / v holding
+// bf16 values (f32 copies) and k_bf16 / v_bf16 the same values as bf16 (row padding NaN, so a
+// read outside the heads shows; k / v null in the bf16 runs, so they cannot be read):
+//   each ISA: bf16 K/V == f32 K/V holding those values, bit for bit;
+//   scalar twin vs the model, AVX-512 vs the twin (2x bound) and the model, as above.
+std::vector<Case> kv_cases() {
+  return {
+      {1, 1000, 16, 8, 128, true, 999, 0},   // decode, long cache (not a multiple of 64), GQA 2:1
+      {1, 300, 4, 2, 64, true, 299, 1},      // decode
+      {3, 257, 16, 8, 128, true, 254, 0},    // few queries (speculative / chunk tail)
+      {40, 40, 4, 2, 64, true, 0, 2},        // prefill, GQA
+      {70, 133, 6, 2, 72, true, 63, 1},      // chunked prefill, d not a multiple of 16
+      {150, 150, 4, 2, 64, true, 0, 0},      // several query blocks per kv head
+      {300, 300, 2, 2, 64, false, 0, 1},     // vision-like: non-causal, several query blocks
+      {9, 70, 2, 1, 30, true, 61, 1},        // d even, not a multiple of 16
+      {6, 70, 2, 1, 5, true, 66, 2},         // odd d, few rows
+      {20, 70, 2, 1, 5, false, 0, 0},        // odd d, many rows
+  };
+}
+
+struct KvData {
+  Data t;                       // k / v: bf16 values as f32, padding NaN
+  std::vector<uint16_t> kb, vb;  // the same as bf16, padding NaN
+};
+
+KvData make_kv(const Case& c, uint32_t seed) {
+  KvData x{make(c, seed), {}, {}};
+  auto fill = [&c](std::vector<float>& f, std::vector<uint16_t>& h, int64_t stride) {
+    h.resize(f.size());
+    for (size_t e = 0; e < f.size(); ++e) {
+      const bool head = static_cast<int64_t>(e) % stride < c.hk * c.d;
+      f[e] = head ? round_bf16(f[e]) : NAN;
+      h[e] = f32_to_bf16(f[e]);
+    }
+  };
+  fill(x.t.k, x.kb, x.t.ks);
+  fill(x.t.v, x.vb, x.t.vs);
+  return x;
+}
+
+std::vector<float> run_kv(const KvData& x) {
+  std::vector<float> out(static_cast<size_t>(x.t.c.sq * x.t.os), 0.0f);
+  AttentionArgs a = x.t.args(out.data());
+  a.k = nullptr;
+  a.v = nullptr;
+  a.k_bf16 = x.kb.data();
+  a.v_bf16 = x.vb.data();
+  attention(a);
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b, size_t* at) {
+  for (size_t e = 0; e < a.size(); ++e)
+    if (std::memcmp(&a[e], &b[e], 4) != 0) {
+      *at = e;
+      return false;
+    }
+  return true;
+}
+
+TEST(AttentionBf16, Bf16KvMatchesF32KvAndTwin) {
+  IsaGuard g;
+  const bool simd = cpu_has_avx512_bf16();
+  uint32_t seed = 7000;
+  for (const Case& c : kv_cases()) {
+    const KvData x = make_kv(c, seed += 3);
+    const Model md = model(x.t);
+    std::vector<Isa> isas{Isa::Scalar};
+    if (simd) isas.push_back(Isa::AVX512);
+    std::vector<float> ys;
+    for (Isa isa : isas) {
+      set_isa(isa);
+      const auto yf = run(x.t);
+      const auto yb = run_kv(x);
+      size_t at = 0;
+      EXPECT_TRUE(same_bits(yf, yb, &at)) << name(c, isa_name(isa)) << ": bf16 K/V " << yb[at] << " vs f32 K/V "
+                                          << yf[at] << " at " << at;
+      std::string msg;
+      EXPECT_EQ(count_bad(x.t, yb, md.out, md.tol, 1.0, &msg), 0u) << name(c, isa_name(isa)) << " bf16 K/V: " << msg;
+      if (isa == Isa::Scalar) {
+        ys = yb;
+      } else {
+        const std::vector<double> ysd(ys.begin(), ys.end());
+        EXPECT_EQ(count_bad(x.t, yb, ysd, md.tol, 2.0, &msg), 0u) << name(c, "avx512 vs scalar, bf16 K/V") << ": " << msg;
+      }
+    }
+    if (HasFailure()) return;
+  }
+  if (!simd) GTEST_SKIP() << "no AVX512-BF16 on this CPU: only the scalar twin was checked";
 }
 
 TEST(AttentionBf16, ZeroKeys) {

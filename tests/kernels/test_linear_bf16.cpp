@@ -11,6 +11,7 @@
 // We use (k + 2) u S against exact (double) math of the ROUNDED x, and 2 (k + 2) u S between
 // two implementations. (vdpbf16ps flushes bf16 denormals; the random data has none.)
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernel_test_util.h"
@@ -234,6 +235,61 @@ TEST(LinearBf16, Bf16PrecisionDiffersFromF32Precision) {
       EXPECT_GT(far, yb.size() / 2) << what << ": BF16 precision is not distinguishable from F32 precision";
     }
   }
+}
+
+// For m > 2 the AVX-512 route runs the f32 kernels on x rounded to bf16 (the GEMM rounds while
+// packing x, in 16 x 16 transposed blocks; the GEMV below 32 rows rounds into a buffer): BF16
+// precision on x must equal F32 precision on round_bf16(x) bit for bit. (The AVX2 route rounds
+// in chunks of 512 rows, so a short last chunk takes the GEMV: equal within the bounds the
+// tests above check, not bitwise.) Shapes around the GEMV/GEMM switch (m 31/32), the micro-kernel
+// rows (12), the x-packing chunk (768 rows), the packing transpose width (k % 16, k % 8), the
+// k block (256) and the n block (1024); special values (NaN, inf, FLT_MAX, -0, denormals,
+// rounding ties) in the first and last rows.
+TEST(LinearBf16, MatchesF32PrecisionOnRoundedXBitExact) {
+  IsaGuard g;
+  PrecisionGuard pg(MatmulPrecision::BF16);
+  struct Shape3 { int64_t m, k, n; };
+  const Shape3 shapes[] = {{3, 40, 33},    {31, 17, 70},  {32, 17, 70},   {33, 300, 65},  {37, 1, 31},
+                           {40, 15, 33},   {61, 16, 40},  {100, 513, 33}, {767, 23, 34},  {768, 31, 20},
+                           {769, 9, 47},   {781, 33, 31}, {50, 24, 1030}, {1540, 18, 19}};
+  const uint32_t specials[] = {0x7fc00000u, 0x7f800000u, 0xff800000u, 0x7f7fffffu, 0x80000000u, 0x00000001u,
+                               0x807fffffu, 0x3f808000u, 0x3f818000u, 0xbf80ffffu, 0x7f812345u, 0x3f7fffffu};
+  bool has_avx512 = false;
+  for (Isa isa : simd_isas()) has_avx512 |= isa == Isa::AVX512;
+  if (!has_avx512) GTEST_SKIP() << "CPU lacks AVX-512";
+  const Isa isa = Isa::AVX512;
+  uint32_t seed = 7000;
+  for (const Shape3& s : shapes) {
+      TestWeight w = make_weight(seed % 2 ? DType::BF16 : DType::F16, s.n, s.k, seed);
+      ++seed;
+      auto x = random_vec(static_cast<size_t>(s.m * s.k), seed++);
+      for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); ++i) {
+        const size_t at = i % 2 ? i / 2 : x.size() - 1 - i / 2;  // first and last rows
+        if (at < x.size()) std::memcpy(&x[at], &specials[i], 4);
+      }
+      std::vector<float> xr(x.size());
+      for (size_t i = 0; i < x.size(); ++i) xr[i] = round_bf16(x[i]);
+      auto b = random_vec(static_cast<size_t>(s.n), seed++);
+      const float* bias = seed % 3 ? b.data() : nullptr;
+      set_isa(isa);
+      for (int t : {1, 2}) {
+        set_num_threads(t);
+        set_matmul_precision(MatmulPrecision::F32);
+        const auto yf = run_linear(xr, s.m, w, bias);
+        set_matmul_precision(MatmulPrecision::BF16);
+        const auto yb = run_linear(x, s.m, w, bias);
+        ASSERT_EQ(yb.size(), yf.size());
+        size_t diff = 0, nan = 0;
+        for (size_t i = 0; i < yb.size(); ++i) {
+          diff += std::memcmp(&yb[i], &yf[i], 4) != 0;
+          nan += std::isnan(yb[i]);
+        }
+        EXPECT_EQ(diff, 0u) << isa_name(isa) << " thr" << t << " " << shape_str(w.dtype, s.m, s.k, s.n);
+        // The specials sit in at most 12 rows: the others must compare real numbers.
+        EXPECT_LE(nan, static_cast<size_t>(12 * s.n)) << "special values swamp the comparison";
+        if (HasFailure()) return;
+      }
+    }
 }
 
 TEST(LinearBf16, ZeroK) {

@@ -499,6 +499,81 @@ TEST(QuantLinear, MutationChangesTheRightOutput) {
     }
 }
 
+// The decode kernel (m < 4) at the edges of its blocking: k = 32 (only a partial group), one
+// group (odd group count), 2 groups (only the paired loop), 3 groups, 4 groups + a tail; n = 1
+// .. 17 (a thread gets no row, one row, or an odd count); every SIMD variant vs the double
+// reference, 1 vs 2 threads bitwise the same.
+TEST(QuantLinear, DecodeBlockingAndSplits) {
+  IsaGuard g;
+  VariantGuard vg;
+  uint32_t seed = 900;
+  for (DType dt : kQTypes)
+    for (int64_t k : {32, 512, 1024, 1536, 2080})
+      for (int64_t n : {1, 2, 3, 17})
+        for (int64_t m : {1, 2}) {
+          QWeight w = make_qweight(dt, n, k, ++seed);
+          auto x = random_vec(static_cast<size_t>(m * k), ++seed, -3.0f, 3.0f);
+          auto bias = random_vec(static_cast<size_t>(n), ++seed);
+          const float* b = n % 2 ? bias.data() : nullptr;
+          QRef ref = quant_linear_double(x, m, w, b);
+          for (const Variant& v : simd_variants()) {
+            apply(v);
+            set_num_threads(1);
+            auto y1 = run(x, m, w, b);
+            const std::string what = v.label + " " + dtype_name(dt) + " m" + std::to_string(m) + " n" +
+                                     std::to_string(n) + " k" + std::to_string(k);
+            expect_close(what, y1, ref.y, ref.s, 2.0);
+            set_num_threads(2);
+            auto y2 = run(x, m, w, b);
+            EXPECT_EQ(std::memcmp(y1.data(), y2.data(), y1.size() * 4), 0) << what << ": 1 vs 2 threads differ";
+            if (::testing::Test::HasFailure()) return;
+          }
+        }
+}
+
+// Q4_0 at the largest block sums: every nibble 15 (or 0) against activations that quantize to
+// +-127, so each 4-block lane of the decode kernel holds 8 * 15 * 127 and its first tree level
+// 16 * 15 * 127 = 30480 (its int16 packing must not saturate; a full block, 60960, would). Every
+// block has its own scale (a mixed-up scale order fails too).
+TEST(QuantLinear, Q4ExtremeBlockSums) {
+  IsaGuard g;
+  VariantGuard vg;
+  const int64_t n = 5, k = 544, nb = k / 32;
+  QWeight w{DType::Q4_0, n, k, std::vector<uint8_t>(dtype_nbytes(DType::Q4_0, n * k))};
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* p = w.bytes.data() + (j * nb + b) * 18;
+      const uint16_t d = f32_to_f16(0.01f * static_cast<float>(1 + (j * nb + b) % 7));
+      std::memcpy(p, &d, 2);
+      // rows: all 15; all 0; low nibbles 15, high 0; 15 / 0 alternating by block; all 15 but block 3
+      uint8_t q = 0xFF;
+      if (j == 1) q = 0x00;
+      if (j == 2) q = 0x0F;
+      if (j == 3) q = b % 2 ? 0xFF : 0x00;
+      if (j == 4 && b == 3) q = 0x00;
+      std::memset(p + 2, q, 16);
+    }
+  const int64_t m = 3;
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (int64_t t = 0; t < k; ++t) {
+    x[t] = 1.0f;                                   // every qx +127
+    x[k + t] = -2.0f;                              // every qx -127
+    x[2 * k + t] = (t / 16) % 2 ? -0.5f : 0.5f;    // +-127 by half block
+  }
+  for (int64_t mm = 1; mm <= m; ++mm) {
+    std::vector<float> xm(x.begin(), x.begin() + mm * k);
+    QRef ref = quant_linear_double(xm, mm, w, nullptr);
+    for (const Variant& v : simd_variants()) {
+      apply(v);
+      for (int nt : {1, 2}) {
+        set_num_threads(nt);
+        expect_close(v.label + " m" + std::to_string(mm) + " t" + std::to_string(nt), run(xm, mm, w, nullptr), ref.y,
+                     ref.s, 2.0);
+      }
+    }
+  }
+}
+
 // Weight level -128 (a valid Q8_0 byte, never produced by the quantizer) and +127 extremes.
 TEST(QuantLinear, ExtremeLevels) {
   IsaGuard g;

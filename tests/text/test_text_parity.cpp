@@ -23,6 +23,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/kernels.h"
 #include "text/text_fixture.h"
 
 namespace qwen3vl::test {
@@ -35,6 +36,10 @@ constexpr double kBf16Tol = 5e-2;
 // (f32 summation order inside an op) that then propagate: bound 2 bf16 ulps of the largest
 // value, 2^-7 (measured: bit-identical on every tiny-bf16 case).
 constexpr double kBf16EmulatedTol = 0x1p-7;
+// Logits with a bf16 vs an f32 KV cache where the attention itself runs in f32 (AVX2): K and V
+// rounded to bf16 per layer are two of the per-layer roundings kBf16Tol accounts for (measured
+// worst on the tiny sets: 1.85e-2 relative), so the same bound.
+constexpr double kKvRoundTol = kBf16Tol;
 
 const std::vector<std::string> kSets = {"tiny-f32", "tiny-b-f32", "tiny-bf16"};
 const std::vector<std::string> kCases = {"text_only", "one_image", "two_images", "image_mid", "video"};
@@ -129,6 +134,52 @@ TEST_P(TextParity, CacheDecodeMatchesFullForward) {
   model.forward(in, chunked, 1);
   Tensor chunk = model.forward_tokens(gen, chunked, 0);  // [n, V]: rows after each new token
   expect_close_f32(tag("chunked append vs full forward"), chunk, ref.slice_rows(1, n + 1), kF32Tol);
+}
+
+// A bf16 model at the default BF16 matmul precision caches K/V in bf16 (half the memory of f32):
+// its attention rounds K and V to bf16 anyway, so prefill and decode logits must be bit-identical
+// to those with an F32 cache. f32 models (and BF16 models at F32 precision) keep an F32 cache.
+TEST_P(TextParity, Bf16KvCacheGivesTheF32CacheLogits) {
+  const auto& model = model_for(*fx_);
+  const Qwen3VLTextConfig& tc = model.config().text_config;
+  if (!fx_->is_bf16()) {
+    EXPECT_EQ(model.make_cache(4).dtype(), DType::F32);
+    return;
+  }
+  {
+    kernels::set_matmul_precision(kernels::MatmulPrecision::F32);
+    const DType at_f32 = model.make_cache(4).dtype();
+    kernels::set_matmul_precision(kernels::MatmulPrecision::BF16);
+    EXPECT_EQ(at_f32, DType::F32);
+  }
+  MultimodalInputs in = fixture_inputs(*fx_, false);
+  std::vector<int64_t> gen = fx_->ids("generate.greedy");
+  gen.resize(std::min<size_t>(6, gen.size()));
+  const int64_t S = static_cast<int64_t>(in.input_ids.size()), n = static_cast<int64_t>(gen.size());
+  auto run = [&](KVCache& cache) {
+    std::vector<Tensor> out{model.forward(in, cache, 1)};
+    for (int64_t t : gen) out.push_back(model.forward_tokens({t}, cache, 1));
+    out.push_back(model.forward_tokens(gen, cache, 0));  // a chunk of n rows over the cache
+    return out;
+  };
+  KVCache c16 = model.make_cache(S + 2 * n);
+  ASSERT_EQ(c16.dtype(), DType::BF16);
+  KVCache c32(tc, S + 2 * n, DType::F32);
+  EXPECT_EQ(c16.bytes() * 2, c32.bytes());
+  const std::vector<Tensor> a = run(c16), b = run(c32);
+  ASSERT_EQ(a.size(), b.size());
+  if (!kernels::attention_honours_bf16()) {
+    // This ISA's attention ignores the bf16 flag (f32 attention), so only the bf16 cache rounds K
+    // and V (as the reference does): one bf16 rounding of K and V, through <= 4 layers.
+    for (size_t i = 0; i < a.size(); ++i) expect_close_f32(tag("bf16 vs f32 KV cache"), a[i], b[i], kKvRoundTol);
+    return;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].numel(), b[i].numel());
+    int64_t differ = 0;
+    for (int64_t e = 0; e < a[i].numel(); ++e) differ += a[i].data<float>()[e] != b[i].data<float>()[e];
+    EXPECT_EQ(differ, 0) << tag("step " + std::to_string(i) + ": logits differ between bf16 and f32 KV cache");
+  }
 }
 
 // Greedy generation of 64 tokens equals HF generate(do_sample=False) (EOS disabled as in the

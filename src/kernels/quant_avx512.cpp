@@ -388,6 +388,8 @@ void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int6
   }
 }
 
+constexpr int64_t kDecodeBlock = 64;  // W rows per dynamically scheduled decode block
+
 template <bool VNNI, bool Q8>
 void decode(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y, int nt) {
   constexpr bool SIGN = Q8 && !VNNI;
@@ -400,11 +402,13 @@ void decode(const float* x, int64_t m, const WeightRef& w, const float* bias, fl
   const int64_t n = w.n;
   if (nt > n) nt = static_cast<int>(n);
   if (nt <= 1) return decode_rows<VNNI, Q8, SIGN>(dx, m, w.k, wb, 0, n, bias, y, n);
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t jb, je;
-    split_range(n, omp_get_num_threads(), omp_get_thread_num(), 1, &jb, &je);
-    if (jb < je) decode_rows<VNNI, Q8, SIGN>(dx, m, w.k, wb, jb, je, bias, y, n);
+  // Blocks of kDecodeBlock rows handed out dynamically (a static split left one thread waiting
+  // at the join while the other still streamed); rows do not depend on the split.
+  const int64_t nblk = (n + kDecodeBlock - 1) / kDecodeBlock;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t b = 0; b < nblk; ++b) {
+    const int64_t jb = b * kDecodeBlock, je = jb + kDecodeBlock < n ? jb + kDecodeBlock : n;
+    decode_rows<VNNI, Q8, SIGN>(dx, m, w.k, wb, jb, je, bias, y, n);
   }
 }
 

@@ -18,10 +18,8 @@ inline __mmask16 tail_mask(int64_t left) {
 // exp(x) for f32 lanes: n = round(x log2 e), r = x - n ln2 (Cody-Waite, two constants),
 // e^r by the degree-7 Taylor polynomial (|r| <= ln2/2: truncation < 2^-24 relative), scaled by
 // 2^n with vscalefps (exact, handles overflow to inf and gradual underflow to 0). Max error
-// ~2 ulp; exp(-inf) = 0.
-inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-110.0f));  // exp(-110) rounds to +0
-  x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
+// ~2 ulp. This one takes x already clamped to [-110, 89]; exp512 below clamps.
+inline __m512 exp512_clamped(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -35,6 +33,13 @@ inline __m512 exp512(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
+}
+
+// exp(x); exp(-inf) = 0.
+inline __m512 exp512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-110.0f));  // exp(-110) rounds to +0
+  x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
+  return exp512_clamped(x);
 }
 
 // In-register 16 x 16 transpose: r[i][j] -> r[j][i]. 32-bit then 64-bit interleaves inside

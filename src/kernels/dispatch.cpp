@@ -280,8 +280,8 @@ void rope_rotate_half(float* x, int64_t tokens, int64_t x_token_stride, int64_t 
 }
 
 bool attention_honours_bf16() {
-  const Isa isa = active_isa();
-  return isa == Isa::Scalar || (isa == Isa::AVX512 && cpu_has_avx512_bf16());
+  const auto f = table().attention_bf16;
+  return f == detail::attention_bf16_scalar || f == detail::attention_bf16_avx512;
 }
 
 void attention(const AttentionArgs& a) {

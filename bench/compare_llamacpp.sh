@@ -13,7 +13,8 @@
 #   venv-gguf/            python venv: numpy, pyyaml, tqdm, requests, pillow + the sdist's gguf-py
 #   gguf/NAME-HASH/       text-{bf16,q8_0,q4_0,q4_k_m}.gguf, mmproj-f16.gguf, vision-stub-bf16.gguf
 #   images/               test images (assets/rocket.jpg resized to S x S, PNG)
-#   results/STAMP/        raw JSON, logs, /usr/bin/time -v output, summary.md (or --out DIR)
+#   results/STAMP/        round-K/{llama,qwen3vl}/ raw JSON, logs, /usr/bin/time -v output per round,
+#                         summary.md (or --out DIR)
 # See bench/README.md for what is measured and how.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${QWEN3VL_BENCH_CACHE:-/work/bench-cache}
 THREADS=2
 REPS=3
+ROUNDS=1
 PP=512
 TG=128
 VISION=448,1024
@@ -41,6 +43,10 @@ usage: bench/compare_llamacpp.sh [options] [MODEL_DIR]
 
   -t, --threads N     threads for every engine (default $THREADS)
   -r, --reps N        timed repetitions after one warm-up (default $REPS)
+  --rounds N          run the whole comparison N times, the engines alternating (llama.cpp first in
+                      odd rounds, qwen3vl first in even ones); the summary gives each round's ratios
+                      and their median, so a drift of the machine's speed hits both engines alike
+                      (default $ROUNDS)
   -p N                prefill length (default $PP)      -n N   decode tokens (default $TG)
   --vision LIST       square image sizes for the vision encoder (default $VISION; empty: none)
   --formats LIST      text formats among bf16,q8_0,q4_0,q4_k_m (default $FORMATS)
@@ -67,6 +73,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     -t|--threads) THREADS=$2; shift 2 ;;
     -r|--reps) REPS=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     -p) PP=$2; shift 2 ;;
     -n) TG=$2; shift 2 ;;
     --vision) VISION=$2; shift 2 ;;
@@ -99,7 +106,8 @@ done
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 OUT=${OUT:-$CACHE/results/$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"/llama "$OUT"/qwen3vl
+mkdir -p "$OUT"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "error: --rounds must be a positive integer" >&2; exit 2; }
 OUT=$(cd "$OUT" && pwd)
 LOG=$OUT/run.log
 log() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$LOG" >&2; }
@@ -200,7 +208,7 @@ if has "$ENGINES" llama; then setup_llama; make_gguf; fi
 # ------------------------------------------------------------------ run
 HAS_QUANT=0; "$QWEN3VL" bench --help 2>&1 | grep -q -- '--quant' && HAS_QUANT=1
 cat >"$OUT/meta.json" <<EOF
-{"model": "$MODEL", "gguf_dir": "$G", "threads": $THREADS, "reps": $REPS, "pp": $PP, "tg": $TG,
+{"model": "$MODEL", "gguf_dir": "$G", "threads": $THREADS, "reps": $REPS, "rounds": $ROUNDS, "pp": $PP, "tg": $TG,
  "vision": "$VISION", "formats": "$FORMATS", "only": "$ONLY", "engines": "$ENGINES",
  "llama_cpp_python": "$LLAMA_CPP_PYTHON_VERSION", "qwen3vl": "$QWEN3VL", "qwen3vl_has_quant": $HAS_QUANT,
  "qwen3vl_git": "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet 2>/dev/null || echo +dirty)",
@@ -214,54 +222,78 @@ quant_flag() {  # qwen3vl --quant value for a text format, or empty when it has 
   case $1 in bf16) echo none ;; q8_0) echo q8 ;; q4_0) echo q4 ;; *) echo "" ;; esac
 }
 
-if has "$ONLY" text; then
-  for f in ${FORMATS//,/ }; do
-    if has "$ENGINES" llama; then
-      log "llama-bench $f: -p $PP -n $TG -t $THREADS -r $REPS"
-      "${RUN[@]}" "${TIMEV[@]}" -o "$OUT/llama/bench-$f.time" "$BIN/llama-bench" -m "$G/text-$f.gguf" \
-        -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -o json >"$OUT/llama/bench-$f.json" 2>"$OUT/llama/bench-$f.log" \
-        || log "llama-bench $f failed (see $OUT/llama/bench-$f.log)"
-    fi
-    if has "$ENGINES" qwen3vl; then
-      q=$(quant_flag "$f")
-      if [[ -z $q ]]; then continue; fi
-      qarg=()
-      if [[ $q != none ]]; then
-        if [[ $HAS_QUANT == 0 ]]; then log "qwen3vl bench has no --quant yet: skipping qwen3vl $f"; continue; fi
-        qarg=(--quant "$q")
-      elif [[ $HAS_QUANT == 1 ]]; then
-        qarg=(--quant none)
-      fi
-      log "qwen3vl bench $f: -p $PP -n $TG -t $THREADS -r $REPS ${qarg[*]}"
-      "${RUN[@]}" "${TIMEV[@]}" -o "$OUT/qwen3vl/text-$f.time" "$QWEN3VL" bench -m "$MODEL" -p "$PP" -n "$TG" \
-        --depth 0 --ttft 0 --vision "" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw 0 --json \
-        >"$OUT/qwen3vl/text-$f.json" 2>"$OUT/qwen3vl/text-$f.log" || log "qwen3vl bench $f failed"
-    fi
-  done
-fi
-
-if has "$ONLY" vision && [[ -n $VISION ]]; then
-  for s in ${VISION//,/ }; do
-    if has "$ENGINES" llama; then
-      # one process, REPS+1 copies of the image: the first encode is the warm-up. The text model is a
-      # 4-layer stand-in (same vocabulary and width) so the image tokens' prefill stays cheap: the
-      # timed span ("mtmd batch encoding done in X ms") is the mmproj encoder only.
-      imgs=$CACHE/images/rocket-$s.png; for ((i = 1; i <= REPS; i++)); do imgs+=",$CACHE/images/rocket-$s.png"; done
-      ctx=$(( (REPS + 1) * (s / 32) * (s / 32) + 256 ))
-      log "llama-mtmd-cli vision $s: $((REPS + 1)) images, ctx $ctx"
-      "${RUN[@]}" "${TIMEV[@]}" -o "$OUT/llama/vision-$s.time" "$BIN/llama-mtmd-cli" -m "$G/vision-stub-bf16.gguf" \
-        --mmproj "$G/mmproj-f16.gguf" -t "$THREADS" -c "$ctx" -b 2048 --image "$imgs" -p "Describe." -n 1 --temp 0 \
-        >"$OUT/llama/vision-$s.log" 2>&1 || log "llama-mtmd-cli vision $s failed (see $OUT/llama/vision-$s.log)"
-    fi
-  done
-  if has "$ENGINES" qwen3vl; then
-    qarg=(); [[ $HAS_QUANT == 1 ]] && qarg=(--quant none)
-    log "qwen3vl bench vision $VISION -r $REPS"
-    "${RUN[@]}" "${TIMEV[@]}" -o "$OUT/qwen3vl/vision.time" "$QWEN3VL" bench -m "$MODEL" -p "" -n 0 --depth 0 \
-      --ttft 0 --vision "$VISION" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw 0 --json \
-      >"$OUT/qwen3vl/vision.json" 2>"$OUT/qwen3vl/vision.log" || log "qwen3vl vision bench failed"
+# One engine's text run of format $2 into round dir $1.
+text_llama() {
+  local R=$1 f=$2
+  log "llama-bench $f: -p $PP -n $TG -t $THREADS -r $REPS"
+  "${RUN[@]}" "${TIMEV[@]}" -o "$R/llama/bench-$f.time" "$BIN/llama-bench" -m "$G/text-$f.gguf" \
+    -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -o json >"$R/llama/bench-$f.json" 2>"$R/llama/bench-$f.log" \
+    || log "llama-bench $f failed (see $R/llama/bench-$f.log)"
+  # The bandwidth limit for llama.cpp's decode: the same GGUF pages it just streamed, read right after.
+  "${RUN[@]}" "$MEMBW" "$THREADS" 0 3 "$G/text-$f.gguf" >"$R/llama/membw-$f.json" 2>>"$LOG" || true
+}
+text_qwen3vl() {
+  local R=$1 f=$2 q qarg=()
+  q=$(quant_flag "$f")
+  [[ -n $q ]] || return 0
+  if [[ $q != none ]]; then
+    if [[ $HAS_QUANT == 0 ]]; then log "qwen3vl bench has no --quant yet: skipping qwen3vl $f"; return 0; fi
+    qarg=(--quant "$q")
+  elif [[ $HAS_QUANT == 1 ]]; then
+    qarg=(--quant none)
   fi
-fi
+  # --mem-bw 1: the bench reads the decoder weights before and after each timed decode repetition
+  # (outside the timed span) and reports each repetition as a fraction of that bandwidth limit.
+  log "qwen3vl bench $f: -p $PP -n $TG -t $THREADS -r $REPS ${qarg[*]}"
+  "${RUN[@]}" "${TIMEV[@]}" -o "$R/qwen3vl/text-$f.time" "$QWEN3VL" bench -m "$MODEL" -p "$PP" -n "$TG" \
+    --depth 0 --ttft 0 --vision "" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw 1 --json \
+    >"$R/qwen3vl/text-$f.json" 2>"$R/qwen3vl/text-$f.log" || log "qwen3vl bench $f failed"
+}
+vision_llama() {
+  local R=$1 s imgs ctx i
+  for s in ${VISION//,/ }; do
+    # one process, REPS+1 copies of the image: the first encode is the warm-up. The text model is a
+    # 4-layer stand-in (same vocabulary and width) so the image tokens' prefill stays cheap: the
+    # timed span ("mtmd batch encoding done in X ms") is the mmproj encoder only.
+    imgs=$CACHE/images/rocket-$s.png; for ((i = 1; i <= REPS; i++)); do imgs+=",$CACHE/images/rocket-$s.png"; done
+    ctx=$(( (REPS + 1) * (s / 32) * (s / 32) + 256 ))
+    log "llama-mtmd-cli vision $s: $((REPS + 1)) images, ctx $ctx"
+    "${RUN[@]}" "${TIMEV[@]}" -o "$R/llama/vision-$s.time" "$BIN/llama-mtmd-cli" -m "$G/vision-stub-bf16.gguf" \
+      --mmproj "$G/mmproj-f16.gguf" -t "$THREADS" -c "$ctx" -b 2048 --image "$imgs" -p "Describe." -n 1 --temp 0 \
+      >"$R/llama/vision-$s.log" 2>&1 || log "llama-mtmd-cli vision $s failed (see $R/llama/vision-$s.log)"
+  done
+}
+vision_qwen3vl() {
+  local R=$1 qarg=()
+  [[ $HAS_QUANT == 1 ]] && qarg=(--quant none)
+  log "qwen3vl bench vision $VISION -r $REPS"
+  "${RUN[@]}" "${TIMEV[@]}" -o "$R/qwen3vl/vision.time" "$QWEN3VL" bench -m "$MODEL" -p "" -n 0 --depth 0 \
+    --ttft 0 --vision "$VISION" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw 0 --json \
+    >"$R/qwen3vl/vision.json" 2>"$R/qwen3vl/vision.log" || log "qwen3vl vision bench failed"
+}
+# Engine order of round $1: llama.cpp first in odd rounds, qwen3vl first in even ones.
+engine_order() {
+  local e order=()
+  if (( $1 % 2 == 1 )); then order=(llama qwen3vl); else order=(qwen3vl llama); fi
+  for e in "${order[@]}"; do has "$ENGINES" "$e" && echo "$e"; done
+  return 0
+}
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  R=$OUT/round-$round
+  mkdir -p "$R/llama" "$R/qwen3vl"
+  log "round $round of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
+  if has "$ONLY" text; then
+    for f in ${FORMATS//,/ }; do
+      for e in $(engine_order "$round"); do "text_$e" "$R" "$f"; done
+    done
+  fi
+  if has "$ONLY" vision && [[ -n $VISION ]]; then
+    for e in $(engine_order "$round"); do "vision_$e" "$R"; done
+  fi
+  log "memory read bandwidth ($THREADS threads, fresh 1 GiB buffer)"
+  "${RUN[@]}" "$MEMBW" "$THREADS" 1024 5 >"$R/membw.json" 2>>"$LOG" || true
+done
 
 if has "$ONLY" hf; then
   log "HF transformers (float32, bfloat16) with $HF_PYTHON"
@@ -269,8 +301,6 @@ if has "$ONLY" hf; then
     --vision "$VISION" --json "$OUT/hf.json" >"$OUT/hf.log" 2>&1 || log "HF bench failed (see $OUT/hf.log)"
 fi
 
-log "memory read bandwidth ($THREADS threads)"
-"${RUN[@]}" "$MEMBW" "$THREADS" 1024 5 >"$OUT/membw.json" 2>>"$LOG" || true
 echo "\"$(uptime)\"" >"$OUT/uptime_end.json"
 
 python3 "$REPO/bench/compare_report.py" "$OUT" | tee "$OUT/summary.md"

@@ -3,10 +3,14 @@
 
     python bench/compare_report.py RESULTS_DIR
 
-Reads llama/bench-FMT.json (llama-bench -o json), llama/vision-S.log (llama-mtmd-cli),
-qwen3vl/text-FMT.json and qwen3vl/vision.json (qwen3vl bench --json), hf.json (bench/hf_bench.py),
-*.time (GNU time -v: peak RSS), membw.json (bench/membw.c), meta.json. Missing pieces show as "-".
-Speeds are medians of the timed repetitions (llama-bench: median of samples_ts).
+Per round (RESULTS_DIR/round-K/, or RESULTS_DIR itself for results of a single-round layout) it reads
+llama/bench-FMT.json (llama-bench -o json), llama/membw-FMT.json (bench/membw.c reading that GGUF),
+llama/vision-S.log (llama-mtmd-cli), qwen3vl/text-FMT.json and qwen3vl/vision.json (qwen3vl bench
+--json, whose "bandwidth" rows hold the decode fraction of the limit measured around each repetition),
+*.time (GNU time -v: peak RSS), membw.json (fresh-buffer probe); and hf.json (bench/hf_bench.py),
+meta.json at the top. Missing pieces show as "-". Speeds are medians of the timed repetitions
+(llama-bench: median of samples_ts). With several rounds, a last table gives each ratio's median
+over the rounds and its min..max.
 """
 from __future__ import annotations
 
@@ -83,8 +87,13 @@ def ours(out: Path, name: str) -> dict:
     r = {"rss_mb": peak_rss_mb(out / "qwen3vl" / f"{name}.time")}
     r["peak_rss_mb_self"] = j.get("peak_rss_mb")
     r["weights"] = j.get("weights")
-    if "mem_bw_gbs" in j:
+    if j.get("mem_bw_gbs"):
         r["mem_bw_gbs"] = j["mem_bw_gbs"]
+    for b in j.get("bandwidth", []):
+        if b.get("test", "").startswith("tg") and "@" not in b["test"] and b.get("fraction_of_limit"):
+            r["bw_fraction"] = b["fraction_of_limit"]
+            r["bw_fraction_min"] = b.get("fraction_min")
+            r["bw_fraction_max"] = b.get("fraction_max")
     for e in j.get("results", []):
         t = e["test"]
         if t.startswith("pp"):
@@ -129,75 +138,145 @@ def ratio(a, b, target=None, lower_is_better=False):
     return s
 
 
-def main() -> int:
-    out = Path(sys.argv[1])
-    meta = load_json(out / "meta.json") or {}
-    pp, tg, reps, threads = meta.get("pp", 512), meta.get("tg", 128), meta.get("reps"), meta.get("threads")
+def collect(rd: Path, meta: dict, nparams) -> dict:
+    """Every figure of one round dir: {"formats": {fmt: {...}}, "vision": {...}, "membw": {...}}."""
+    pp, tg = meta.get("pp", 512), meta.get("tg", 128)
     sizes = [int(s) for s in str(meta.get("vision", "")).split(",") if s]
     formats = [f for f in str(meta.get("formats", "bf16")).split(",") if f]
-    bw = load_json(out / "membw.json") or {}
-    bw_gbs = bw.get("best_gbs")
-    nparams = text_params(meta.get("model", ""))
-    summary = {"meta": meta, "membw": bw, "text_params": nparams, "formats": {}, "vision": {}}
-
-    vis_ours = ours(out, "vision")
-    vis_llama = {s: llama_vision(out, s) for s in sizes}
-    ours_bw = None
+    fresh = load_json(rd / "membw.json") or {}
+    d = {"membw": fresh, "formats": {}, "vision": {"llama": {s: llama_vision(rd, s) for s in sizes},
+                                                    "qwen3vl": ours(rd, "vision")}}
     for f in formats:
-        o = ours(out, f"text-{f}")
-        ours_bw = ours_bw or o.get("mem_bw_gbs")
-    bw_used = ours_bw or bw_gbs
-    bw_src = "qwen3vl bench mem_bw_gbs" if ours_bw else "bench/membw.c best of 5"
+        L, O = llama_text(rd, f, pp, tg), ours(rd, f"text-{f}")
+        lbw = (load_json(rd / "llama" / f"membw-{f}.json") or {}).get("best_gbs")
+        if not O.get("bw_fraction"):  # older layout: one fresh-buffer probe for the run
+            bw = O.get("mem_bw_gbs") or fresh.get("best_gbs")
+            bpw = BYTES_PER_WEIGHT.get(f)
+            if bw and nparams and bpw and O.get("tg"):
+                O["bw_fraction"] = O["tg"] / (bw * 1e9 / (nparams * bpw))
+            lbw = lbw or bw
+        if lbw and L.get("model_size") and L.get("tg"):
+            L["bw_gbs"] = lbw
+            L["bw_fraction"] = L["tg"] / (lbw * 1e9 / L["model_size"])
+        d["formats"][f] = {"llama": L, "qwen3vl": O}
+    return d
 
-    lines = []
-    P = lines.append
-    P(f"## qwen3vl vs llama.cpp ({meta.get('threads')} threads, {reps} reps + 1 warm-up, medians)\n")
-    P(f"model `{meta.get('model')}`; llama.cpp from llama-cpp-python {meta.get('llama_cpp_python')} sdist; "
-      f"qwen3vl {meta.get('qwen3vl_git')}; CPU {meta.get('cpu')}, {meta.get('nproc')} cpus, {meta.get('mem_gib')} GiB")
-    P(f"load at start: `{str(meta.get('uptime_start', '')).strip()}`; at end: "
-      f"`{str(load_json(out / 'uptime_end.json') or '').strip()}`")
-    P(f"memory read bandwidth ({threads} threads): {fmt(bw_used, '%.1f')} GB/s ({bw_src}); "
-      f"decode limit = bandwidth / (text params {nparams or 0:,} x bytes per weight)\n")
+
+def round_table(d: dict, meta: dict, P) -> None:
+    pp, tg = meta.get("pp", 512), meta.get("tg", 128)
+    sizes = [int(s) for s in str(meta.get("vision", "")).split(",") if s]
+    vis_llama, vis_ours = d["vision"]["llama"], d["vision"]["qwen3vl"]
     vhead = " | ".join(f"vision {s}² s" for s in sizes)
-    P(f"| format | engine | pp{pp} tok/s | tg{tg} tok/s | tg % of BW limit | {vhead} | peak RSS MB (text run) |")
+    P(f"| format | engine | pp{pp} tok/s | tg{tg} tok/s | tg % of BW limit (probe GB/s) | {vhead} | peak RSS MB (text run) |")
     P("|---|---|---|---|---|" + "---|" * len(sizes) + "---|")
-    for f in formats:
-        L = llama_text(out, f, pp, tg)
-        O = ours(out, f"text-{f}")
-        bpw = BYTES_PER_WEIGHT.get(f)
-        lim_nominal = bw_used * 1e9 / (nparams * bpw) if (bw_used and nparams and bpw) else None
-        lim_llama = bw_used * 1e9 / L["model_size"] if (bw_used and L.get("model_size")) else None
+    for f, e in d["formats"].items():
+        L, O = e["llama"], e["qwen3vl"]
         vis = f == "bf16"  # the vision encoders run once: llama.cpp mmproj F16, qwen3vl bf16 weights
         vl = [fmt(vis_llama[s].get("median_s"), "%.3f") if vis else "" for s in sizes]
         vo = [fmt(vis_ours.get(f"vision{s}"), "%.3f") if vis else "" for s in sizes]
         vr = [ratio(vis_ours.get(f"vision{s}"), vis_llama[s].get("median_s"),
                     TARGETS["vision"] if s == 1024 else None, lower_is_better=True) if vis else "" for s in sizes]
-        pct_l = fmt(100 * L["tg"] / lim_llama, "%.0f%%") if (L.get("tg") and lim_llama) else "-"
-        pct_o = fmt(100 * O["tg"] / lim_nominal, "%.0f%%") if (O.get("tg") and lim_nominal) else "-"
+        pct_l = (fmt(100 * L["bw_fraction"], "%.0f%%") + f" ({fmt(L.get('bw_gbs'), '%.1f')})") if L.get("bw_fraction") else "-"
+        pct_o = "-"
+        if O.get("bw_fraction"):
+            pct_o = fmt(100 * O["bw_fraction"], "%.0f%%") + f" ({fmt(O.get('mem_bw_gbs'), '%.1f')})"
+            if O.get("bw_fraction_min") is not None:
+                pct_o += f", reps {100 * O['bw_fraction_min']:.0f}..{100 * O['bw_fraction_max']:.0f}%"
         P(f"| {f} | llama.cpp | {fmt(L.get('pp'))} | {fmt(L.get('tg'))} | {pct_l} | " + " | ".join(vl)
           + f" | {fmt(L.get('rss_mb'), '%.0f')} |")
         if f == "q4_k_m":
-            summary["formats"][f] = {"llama": L}
             continue
         P(f"| {f} | qwen3vl | {fmt(O.get('pp'))} | {fmt(O.get('tg'))} | {pct_o} | " + " | ".join(vo)
           + f" | {fmt(O.get('rss_mb'), '%.0f')} |")
-        bw_ok = "-" if pct_o == "-" else ("ok" if O["tg"] / lim_nominal >= TARGETS["bw"] else "MISS") + " (>= 85%)"
+        bw_ok = "-" if not O.get("bw_fraction") else ("ok" if O["bw_fraction"] >= TARGETS["bw"] else "MISS") + " (>= 85%)"
         rss_ok = "-"
         if O.get("rss_mb") and L.get("rss_mb"):
             rss_ok = f"{O['rss_mb'] / L['rss_mb']:.2f}x {'ok' if O['rss_mb'] <= L['rss_mb'] else 'MISS'} (<= 1)"
         P(f"| {f} | **qwen3vl / llama.cpp** | {ratio(O.get('pp'), L.get('pp'), TARGETS['pp'])} | "
           f"{ratio(O.get('tg'), L.get('tg'), TARGETS['tg'])} | {bw_ok} | " + " | ".join(vr) + f" | {rss_ok} |")
-        summary["formats"][f] = {"llama": L, "qwen3vl": O, "bw_limit_tok_s": lim_nominal}
-    summary["vision"] = {"llama": vis_llama, "qwen3vl": vis_ours}
     if sizes:
         P("")
         P("vision: llama.cpp = llama-mtmd-cli, mmproj F16, time of `mtmd batch encoding` per image (warm-up "
           "image dropped), peak RSS " + ", ".join(f"{s}²: {fmt(vis_llama[s].get('rss_mb'), '%.0f')} MB" for s in sizes)
           + " (mmproj + a text stand-in of DeepStack count + 1 layers); qwen3vl = `bench --vision` (bf16), peak RSS "
           + f"{fmt(vis_ours.get('rss_mb'), '%.0f')} MB. Vision ratio = llama.cpp time / qwen3vl time.")
+    P(f"fresh-buffer bandwidth probe at the end of the round (bench/membw.c, 1 GiB): "
+      f"{fmt(d['membw'].get('best_gbs'), '%.1f')} GB/s")
+
+
+def spread(vals, target=None, pct=False) -> str:
+    """median [min..max] of a list of ratios (or fractions, pct=True), with the target verdict."""
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    m = statistics.median(vals)
+    f = (lambda x: f"{100 * x:.0f}%") if pct else (lambda x: f"{x:.2f}x")
+    s = f"{f(m)} [{f(min(vals))}..{f(max(vals))}]"
+    if target is not None:
+        s += f" {'ok' if m >= target else 'MISS'}"
+    return s
+
+
+def div(a, b):
+    return a / b if (a is not None and b) else None
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    meta = load_json(out / "meta.json") or {}
+    reps, threads = meta.get("reps"), meta.get("threads")
+    pp, tg = meta.get("pp", 512), meta.get("tg", 128)
+    sizes = [int(s) for s in str(meta.get("vision", "")).split(",") if s]
+    nparams = text_params(meta.get("model", ""))
+    rounds = sorted((p for p in out.glob("round-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    rounds = rounds or [out]
+    data = [collect(rd, meta, nparams) for rd in rounds]
+    summary = {"meta": meta, "text_params": nparams, "rounds": data}
+
+    lines = []
+    P = lines.append
+    P(f"## qwen3vl vs llama.cpp ({threads} threads, {len(rounds)} round(s) of {reps} reps + 1 warm-up, medians)\n")
+    P(f"model `{meta.get('model')}`; llama.cpp from llama-cpp-python {meta.get('llama_cpp_python')} sdist; "
+      f"qwen3vl {meta.get('qwen3vl_git')}; CPU {meta.get('cpu')}, {meta.get('nproc')} cpus, {meta.get('mem_gib')} GiB")
+    P(f"load at start: `{str(meta.get('uptime_start', '')).strip()}`; at end: "
+      f"`{str(load_json(out / 'uptime_end.json') or '').strip()}`")
+    P("decode bandwidth limit = read bandwidth of the engine's own weight bytes right around its run / those "
+      "bytes per token (qwen3vl: `bench --mem-bw 1`, probes before and after each repetition; llama.cpp: "
+      "bench/membw.c reading its GGUF right after llama-bench)\n")
+    for k, (rd, d) in enumerate(zip(rounds, data)):
+        if len(rounds) > 1:
+            first = "llama.cpp" if (k + 1) % 2 == 1 else "qwen3vl"
+            P(f"### round {k + 1} ({first} first)\n")
+        round_table(d, meta, P)
+        P("")
+    if len(rounds) > 1:
+        P(f"### across the {len(rounds)} rounds: median [min..max] of the per-round ratios\n")
+        vhead = " | ".join(f"vision {s}²" for s in sizes)
+        P(f"| format | pp{pp} | tg{tg} | qwen3vl tg % of BW limit | llama.cpp tg % of BW limit | {vhead} | peak RSS (max over rounds) |")
+        P("|---|---|---|---|---|" + "---|" * len(sizes) + "---|")
+        for f in data[0]["formats"]:
+            Ls = [d["formats"][f]["llama"] for d in data]
+            Os = [d["formats"][f]["qwen3vl"] for d in data]
+            if f == "q4_k_m":
+                continue
+            vis = f == "bf16"
+            vr = []
+            for s in sizes:
+                r = [div(d["vision"]["llama"][s].get("median_s"), d["vision"]["qwen3vl"].get(f"vision{s}")) for d in data]
+                vr.append(spread(r, TARGETS["vision"] if s == 1024 else None) if vis else "")
+            lr = [x.get("rss_mb") for x in Ls if x.get("rss_mb")]
+            orr = [x.get("rss_mb") for x in Os if x.get("rss_mb")]
+            rss = "-"
+            if lr and orr:
+                rss = f"{max(orr):.0f} vs {max(lr):.0f} MB = {max(orr) / max(lr):.2f}x {'ok' if max(orr) <= max(lr) else 'MISS'}"
+            P(f"| {f} | {spread([div(o.get('pp'), l.get('pp')) for o, l in zip(Os, Ls)], TARGETS['pp'])} | "
+              f"{spread([div(o.get('tg'), l.get('tg')) for o, l in zip(Os, Ls)], TARGETS['tg'])} | "
+              f"{spread([o.get('bw_fraction') for o in Os], TARGETS['bw'], pct=True)} | "
+              f"{spread([l.get('bw_fraction') for l in Ls], pct=True)} | " + " | ".join(vr) + f" | {rss} |")
+        P("")
     hf = load_json(out / "hf.json")
     if hf:
-        P("")
+        vhead = " | ".join(f"vision {s}² s" for s in sizes)
         P(f"| HF transformers (CPU, sdpa) | pp{pp} tok/s | tg{tg} tok/s | " + vhead + " | peak RSS MB |")
         P("|---|---|---|" + "---|" * len(sizes) + "---|")
         for r in hf:
@@ -211,12 +290,13 @@ def main() -> int:
               + " | ".join(fmt(g(f'vision {s}x', 'median_s'), '%.3f') for s in sizes)
               + f" | {fmt(r.get('peak_rss_mb'), '%.0f')} |")
         summary["hf"] = hf
-    for f in formats:
-        lp = out / "qwen3vl" / f"text-{f}.log"
-        if lp.is_file() and not load_json(out / "qwen3vl" / f"text-{f}.json"):
-            err = lp.read_text(errors="replace").strip().splitlines()
-            P(f"\nqwen3vl {f} run failed: `{err[-1] if err else 'no output'}`")
-    if meta.get("qwen3vl_has_quant") == 0 and any(f in ("q8_0", "q4_0") for f in formats):
+    for rd in rounds:
+        for f in data[0]["formats"]:
+            lp = rd / "qwen3vl" / f"text-{f}.log"
+            if lp.is_file() and not load_json(rd / "qwen3vl" / f"text-{f}.json"):
+                err = lp.read_text(errors="replace").strip().splitlines()
+                P(f"\nqwen3vl {f} run failed ({rd.name}): `{err[-1] if err else 'no output'}`")
+    if meta.get("qwen3vl_has_quant") == 0 and any(f in ("q8_0", "q4_0") for f in data[0]["formats"]):
         P("\nqwen3vl bench had no --quant flag: its q8_0/q4_0 rows are empty.")
     print("\n".join(lines))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -222,18 +222,23 @@ quant_flag() {  # qwen3vl --quant value for a text format, or empty when it has 
   case $1 in bf16) echo none ;; q8_0) echo q8 ;; q4_0) echo q4 ;; *) echo "" ;; esac
 }
 
-# One engine's text run of format $2 into round dir $1.
+# One engine's text run into round dir $1: format $2, part $3 (pp: prefill only; tg: decode only).
+# Prefill and decode run as separate processes so that within a round the two engines' decode runs
+# (and then their prefill runs) are adjacent: the machine's speed drifts within minutes.
 text_llama() {
-  local R=$1 f=$2
-  log "llama-bench $f: -p $PP -n $TG -t $THREADS -r $REPS"
-  "${RUN[@]}" "${TIMEV[@]}" -o "$R/llama/bench-$f.time" "$BIN/llama-bench" -m "$G/text-$f.gguf" \
-    -p "$PP" -n "$TG" -t "$THREADS" -r "$REPS" -o json >"$R/llama/bench-$f.json" 2>"$R/llama/bench-$f.log" \
-    || log "llama-bench $f failed (see $R/llama/bench-$f.log)"
+  local R=$1 f=$2 part=$3 p n
+  if [[ $part == pp ]]; then p=$PP; n=0; else p=0; n=$TG; fi
+  log "llama-bench $f $part: -p $p -n $n -t $THREADS -r $REPS"
+  "${RUN[@]}" "${TIMEV[@]}" -o "$R/llama/bench-$f-$part.time" "$BIN/llama-bench" -m "$G/text-$f.gguf" \
+    -p "$p" -n "$n" -t "$THREADS" -r "$REPS" -o json >"$R/llama/bench-$f-$part.json" 2>"$R/llama/bench-$f-$part.log" \
+    || log "llama-bench $f $part failed (see $R/llama/bench-$f-$part.log)"
   # The bandwidth limit for llama.cpp's decode: the same GGUF pages it just streamed, read right after.
-  "${RUN[@]}" "$MEMBW" "$THREADS" 0 3 "$G/text-$f.gguf" >"$R/llama/membw-$f.json" 2>>"$LOG" || true
+  if [[ $part == tg ]]; then
+    "${RUN[@]}" "$MEMBW" "$THREADS" 0 3 "$G/text-$f.gguf" >"$R/llama/membw-$f.json" 2>>"$LOG" || true
+  fi
 }
 text_qwen3vl() {
-  local R=$1 f=$2 q qarg=()
+  local R=$1 f=$2 part=$3 q qarg=() p n bw
   q=$(quant_flag "$f")
   [[ -n $q ]] || return 0
   if [[ $q != none ]]; then
@@ -242,12 +247,13 @@ text_qwen3vl() {
   elif [[ $HAS_QUANT == 1 ]]; then
     qarg=(--quant none)
   fi
-  # --mem-bw 1: the bench reads the decoder weights before and after each timed decode repetition
+  # tg: --mem-bw 1 reads the decoder weights before and after each timed decode repetition
   # (outside the timed span) and reports each repetition as a fraction of that bandwidth limit.
-  log "qwen3vl bench $f: -p $PP -n $TG -t $THREADS -r $REPS ${qarg[*]}"
-  "${RUN[@]}" "${TIMEV[@]}" -o "$R/qwen3vl/text-$f.time" "$QWEN3VL" bench -m "$MODEL" -p "$PP" -n "$TG" \
-    --depth 0 --ttft 0 --vision "" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw 1 --json \
-    >"$R/qwen3vl/text-$f.json" 2>"$R/qwen3vl/text-$f.log" || log "qwen3vl bench $f failed"
+  if [[ $part == pp ]]; then p=$PP; n=0; bw=0; else p=""; n=$TG; bw=1; fi
+  log "qwen3vl bench $f $part: -p '$p' -n $n -t $THREADS -r $REPS ${qarg[*]}"
+  "${RUN[@]}" "${TIMEV[@]}" -o "$R/qwen3vl/text-$f-$part.time" "$QWEN3VL" bench -m "$MODEL" -p "$p" -n "$n" \
+    --depth 0 --ttft 0 --vision "" -t "$THREADS" -r "$REPS" "${qarg[@]}" --mem-bw "$bw" --json \
+    >"$R/qwen3vl/text-$f-$part.json" 2>"$R/qwen3vl/text-$f-$part.log" || log "qwen3vl bench $f $part failed"
 }
 vision_llama() {
   local R=$1 s imgs ctx i
@@ -284,8 +290,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
   mkdir -p "$R/llama" "$R/qwen3vl"
   log "round $round of $ROUNDS ($(uptime | sed 's/.*load/load/'))"
   if has "$ONLY" text; then
-    for f in ${FORMATS//,/ }; do
-      for e in $(engine_order "$round"); do "text_$e" "$R" "$f"; done
+    order=($(engine_order "$round"))
+    for f in ${FORMATS//,/ }; do  # ABBA: decode runs adjacent, then prefill runs adjacent
+      for ((i = 0; i < ${#order[@]}; i++)); do "text_${order[i]}" "$R" "$f" tg; done
+      for ((i = ${#order[@]} - 1; i >= 0; i--)); do "text_${order[i]}" "$R" "$f" pp; done
     done
   fi
   if has "$ONLY" vision && [[ -n $VISION ]]; then

@@ -4,13 +4,16 @@
     python bench/compare_report.py RESULTS_DIR
 
 Per round (RESULTS_DIR/round-K/, or RESULTS_DIR itself for results of a single-round layout) it reads
-llama/bench-FMT.json (llama-bench -o json), llama/membw-FMT.json (bench/membw.c reading that GGUF),
-llama/vision-S.log (llama-mtmd-cli), qwen3vl/text-FMT.json and qwen3vl/vision.json (qwen3vl bench
+llama/bench-FMT{,-pp,-tg}.json (llama-bench -o json; one run, or prefill and decode runs),
+llama/membw-FMT.json (bench/membw.c reading that GGUF), llama/vision-S.log (llama-mtmd-cli),
+qwen3vl/text-FMT{,-pp,-tg}.json and qwen3vl/vision.json (qwen3vl bench
 --json, whose "bandwidth" rows hold the decode fraction of the limit measured around each repetition),
 *.time (GNU time -v: peak RSS), membw.json (fresh-buffer probe); and hf.json (bench/hf_bench.py),
 meta.json at the top. Missing pieces show as "-". Speeds are medians of the timed repetitions
 (llama-bench: median of samples_ts). With several rounds, a last table gives each ratio's median
-over the rounds and its min..max.
+over the rounds and its min..max, and the decode ratio at equal bandwidth: each engine's tok/s divided
+by the read bandwidth measured around its own run (the raw ratio moves with the machine's bandwidth
+between the two runs; this one does not).
 """
 from __future__ import annotations
 
@@ -42,8 +45,12 @@ def peak_rss_mb(p: Path):
 
 
 def llama_text(out: Path, fmt: str, pp: int, tg: int) -> dict:
-    j = load_json(out / "llama" / f"bench-{fmt}.json") or []
-    r = {"rss_mb": peak_rss_mb(out / "llama" / f"bench-{fmt}.time")} if j else {}
+    # One llama-bench run with both tests (bench-FMT.json), or separate prefill / decode runs
+    # (bench-FMT-pp.json, bench-FMT-tg.json; peak RSS: the larger).
+    names = [f"bench-{fmt}"] if (out / "llama" / f"bench-{fmt}.json").is_file() else [f"bench-{fmt}-pp", f"bench-{fmt}-tg"]
+    j = [e for n in names for e in (load_json(out / "llama" / f"{n}.json") or [])]
+    rss = [x for x in (peak_rss_mb(out / "llama" / f"{n}.time") for n in names) if x]
+    r = {"rss_mb": max(rss) if rss else None} if j else {}
     for e in j:
         med = statistics.median(e["samples_ts"]) if e.get("samples_ts") else e.get("avg_ts")
         if e.get("n_prompt") == pp and e.get("n_gen") == 0:
@@ -81,28 +88,33 @@ def llama_vision(out: Path, size: int) -> dict:
 
 
 def ours(out: Path, name: str) -> dict:
-    j = load_json(out / "qwen3vl" / f"{name}.json")
-    if not j:
+    # NAME.json, or NAME-pp.json + NAME-tg.json (separate prefill / decode runs; peak RSS: the larger).
+    names = [name] if (out / "qwen3vl" / f"{name}.json").is_file() else [f"{name}-pp", f"{name}-tg"]
+    js = [j for j in (load_json(out / "qwen3vl" / f"{n}.json") for n in names) if j]
+    if not js:
         return {}  # failed or not run: no RSS either
-    r = {"rss_mb": peak_rss_mb(out / "qwen3vl" / f"{name}.time")}
-    r["peak_rss_mb_self"] = j.get("peak_rss_mb")
-    r["weights"] = j.get("weights")
-    if j.get("mem_bw_gbs"):
-        r["mem_bw_gbs"] = j["mem_bw_gbs"]
-    for b in j.get("bandwidth", []):
-        if b.get("test", "").startswith("tg") and "@" not in b["test"] and b.get("fraction_of_limit"):
-            r["bw_fraction"] = b["fraction_of_limit"]
-            r["bw_fraction_min"] = b.get("fraction_min")
-            r["bw_fraction_max"] = b.get("fraction_max")
-    for e in j.get("results", []):
-        t = e["test"]
-        if t.startswith("pp"):
-            r["pp"] = e.get("tok_s")
-        elif t.startswith("tg") and "@" not in t:
-            r["tg"] = e.get("tok_s")
-        elif t.startswith("vision "):
-            size = int(t.split()[1].split("x")[0])
-            r[f"vision{size}"] = e["median_s"]
+    rss = [x for x in (peak_rss_mb(out / "qwen3vl" / f"{n}.time") for n in names) if x]
+    r = {"rss_mb": max(rss) if rss else None}
+    r["peak_rss_mb_self"] = max(j.get("peak_rss_mb") or 0 for j in js)
+    r["weights"] = js[0].get("weights")
+    for j in js:
+        if j.get("mem_bw_gbs"):
+            r["mem_bw_gbs"] = j["mem_bw_gbs"]
+        for b in j.get("bandwidth", []):
+            if b.get("test", "").startswith("tg") and "@" not in b["test"] and b.get("fraction_of_limit"):
+                per = b.get("per_rep_fraction") or []
+                r["bw_fraction"] = statistics.median(per) if per else b["fraction_of_limit"]
+                r["bw_fraction_min"] = b.get("fraction_min")
+                r["bw_fraction_max"] = b.get("fraction_max")
+        for e in j.get("results", []):
+            t = e["test"]
+            if t.startswith("pp"):
+                r["pp"] = e.get("tok_s")
+            elif t.startswith("tg") and "@" not in t:
+                r["tg"] = e.get("tok_s")
+            elif t.startswith("vision "):
+                size = int(t.split()[1].split("x")[0])
+                r[f"vision{size}"] = e["median_s"]
     return r
 
 
@@ -252,8 +264,8 @@ def main() -> int:
     if len(rounds) > 1:
         P(f"### across the {len(rounds)} rounds: median [min..max] of the per-round ratios\n")
         vhead = " | ".join(f"vision {s}²" for s in sizes)
-        P(f"| format | pp{pp} | tg{tg} | qwen3vl tg % of BW limit | llama.cpp tg % of BW limit | {vhead} | peak RSS (max over rounds) |")
-        P("|---|---|---|---|---|" + "---|" * len(sizes) + "---|")
+        P(f"| format | pp{pp} | tg{tg} | tg{tg} at equal bandwidth | qwen3vl tg % of BW limit | llama.cpp tg % of BW limit | {vhead} | peak RSS (max over rounds) |")
+        P("|---|---|---|---|---|---|" + "---|" * len(sizes) + "---|")
         for f in data[0]["formats"]:
             Ls = [d["formats"][f]["llama"] for d in data]
             Os = [d["formats"][f]["qwen3vl"] for d in data]
@@ -271,6 +283,7 @@ def main() -> int:
                 rss = f"{max(orr):.0f} vs {max(lr):.0f} MB = {max(orr) / max(lr):.2f}x {'ok' if max(orr) <= max(lr) else 'MISS'}"
             P(f"| {f} | {spread([div(o.get('pp'), l.get('pp')) for o, l in zip(Os, Ls)], TARGETS['pp'])} | "
               f"{spread([div(o.get('tg'), l.get('tg')) for o, l in zip(Os, Ls)], TARGETS['tg'])} | "
+              f"{spread([div(div(o.get('tg'), o.get('mem_bw_gbs')), div(l.get('tg'), l.get('bw_gbs'))) for o, l in zip(Os, Ls)])} | "
               f"{spread([o.get('bw_fraction') for o in Os], TARGETS['bw'], pct=True)} | "
               f"{spread([l.get('bw_fraction') for l in Ls], pct=True)} | " + " | ".join(vr) + f" | {rss} |")
         P("")
@@ -292,10 +305,11 @@ def main() -> int:
         summary["hf"] = hf
     for rd in rounds:
         for f in data[0]["formats"]:
-            lp = rd / "qwen3vl" / f"text-{f}.log"
-            if lp.is_file() and not load_json(rd / "qwen3vl" / f"text-{f}.json"):
-                err = lp.read_text(errors="replace").strip().splitlines()
-                P(f"\nqwen3vl {f} run failed ({rd.name}): `{err[-1] if err else 'no output'}`")
+            for n in (f"text-{f}", f"text-{f}-pp", f"text-{f}-tg"):
+                lp = rd / "qwen3vl" / f"{n}.log"
+                if lp.is_file() and not load_json(rd / "qwen3vl" / f"{n}.json"):
+                    err = lp.read_text(errors="replace").strip().splitlines()
+                    P(f"\nqwen3vl {n} run failed ({rd.name}): `{err[-1] if err else 'no output'}`")
     if meta.get("qwen3vl_has_quant") == 0 and any(f in ("q8_0", "q4_0") for f in data[0]["formats"]):
         P("\nqwen3vl bench had no --quant flag: its q8_0/q4_0 rows are empty.")
     print("\n".join(lines))

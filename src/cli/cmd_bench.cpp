@@ -242,9 +242,10 @@ static int cmd_bench(Args& a) {
     row("ttft image " + std::to_string(ttft) + " (" + std::to_string(n) + " tok)", s, 0);
   }
   const double rss = peak_rss_mb();
-  auto median = [](std::vector<double> v) {
+  auto median = [](std::vector<double> v) {  // of an even count: the mean of the middle two
     std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
+    const size_t n = v.size();
+    return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
   };
   std::vector<double> all_gbs;
   nlohmann::ordered_json bw_json = nlohmann::ordered_json::array();

@@ -8,8 +8,8 @@
 
 namespace qwen3vl::kernels {
 
-// `threads` threads each sum their share of a fresh buffer far larger than the caches; best of
-// `reps` passes over a `bytes` buffer (touched once before timing), in GB/s (1e9 B/s).
+// The same reading (measure_spans_read_gbs) of a fresh `bytes` buffer, written once before timing:
+// best of `reps` passes in GB/s (1e9 B/s).
 double measure_read_bandwidth_gbs(int threads, size_t bytes = size_t{1} << 30, int reps = 5);
 
 // A memory range some caller already holds (e.g. one weight tensor).

@@ -1,5 +1,5 @@
-// AVX-512 read loops for the bandwidth probes (membw.cpp): 4 independent 512-bit accumulators,
-// so the loops are bound by memory, not by the add latency.
+// AVX-512 read loop for the bandwidth probes (membw.cpp): 4 independent 512-bit accumulators,
+// so the loop is bound by memory, not by the add latency.
 // GCC 12's AVX-512 intrinsics headers self-initialise "undefined" vectors, which -Wuninitialized
 // reports at every inlined use; the warning location is the header, so silence it there.
 #pragma GCC diagnostic push
@@ -12,20 +12,6 @@
 #include <cstdint>
 
 namespace qwen3vl::kernels::detail {
-
-uint64_t read_sum_avx512(const uint64_t* p, size_t n) {
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
-    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 8));
-    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
-    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
-  }
-  uint64_t s = static_cast<uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3))));
-  for (; i < n; ++i) s += p[i];
-  return s;
-}
 
 // Sum of the bytes [p, p + n) (any alignment): vpsadbw against zero folds each 8 bytes into a
 // 64-bit lane, one extra uop per 64 bytes read. prefetch: also a software prefetch 4 KiB ahead

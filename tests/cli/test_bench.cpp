@@ -3,32 +3,18 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/files.h"
 #include "common/models.h"
 #include "core/safetensors.h"
 
 using namespace qwen3vl;
 
-namespace {
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  *status = pclose(p);
-  return out;
-}
-
-}  // namespace
+using test::run_capture;
 
 TEST(BenchCommand, JsonRowsAndPerRepetitionBandwidth) {
   auto dir = test::generated_model("--preset tiny --seed 0 --dtype bf16");

@@ -1,31 +1,17 @@
 // `qwen3vl run` streams exactly what the library's Engine::chat returns for the same request.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <memory>
 #include <string>
 
+#include "common/files.h"
 #include "common/models.h"
 #include "pipeline/engine.h"
 #include "pipeline/messages.h"
 
 using namespace qwen3vl;
 
-namespace {
-
-std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  *status = pclose(p);
-  return out;
-}
-
-}  // namespace
+using test::run_capture;
 
 TEST(RunCommand, StreamedOutputEqualsLibraryGreedy) {
   auto dir = test::generated_model("--preset tiny --seed 0 --dtype bf16");

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -11,6 +13,18 @@
 #include "common/compare.h"
 
 namespace qwen3vl::test {
+
+// Runs `cmd` through the shell; returns its standard output, its wait status in *status.
+inline std::string run_capture(const std::string& cmd, int* status) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  *status = ::pclose(p);
+  return out;
+}
 
 // <build>/test-tmp/<component>/<Suite.Test>, emptied and created.
 inline std::filesystem::path scratch_dir(const std::string& component) {

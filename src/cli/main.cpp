@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   using namespace qwen3vl::cli;
   // Activations of a vision forward are 16-64 MiB each (4096 patches x 1024..4096 floats). Above
   // glibc's mmap threshold (at most 32 MiB) every such buffer is a fresh mapping, faulted in and
-  // zeroed page by page and unmapped again on free: 1.3 million minor faults and 7-9% of a 1024²
+  // zeroed page by page and unmapped again on free: 1.3 million minor faults and 6-9% of a 1024²
   // encode on the 2-core VM (vision-bench --grid 64x64: 22.2 -> 20.9 s and 19.1 -> 17.4 s in
   // alternating runs). Serving them from the heap, and not trimming it, lets the next op reuse the
   // pages (81 thousand faults). Costs: the process keeps up to its peak heap after a request (vision

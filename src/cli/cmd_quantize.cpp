@@ -22,8 +22,9 @@ static int cmd_quantize(Args& a) {
         "  --quant-vision none|q8|q4  the vision blocks' and mergers' linears (default none: as stored)\n"
         "  -t, --threads N            quantization threads (default: all cores)\n"
         "  -q, --quiet                no progress line\n\n"
-        "Format: llama.cpp-compatible Q8_0 / Q4_0 blocks stored as U8 safetensors tensors, described by the\n"
-        "__metadata__ key \"qwen3vl.quant\"; config.json gains \"quantization_config\". Tokenizer, chat template\n"
+        "Format: llama.cpp-compatible Q8_0 / Q4_0 blocks, each row's blocks interleaved in groups of 16 (the\n"
+        "order the kernels read), stored as U8 safetensors tensors described by the __metadata__ key\n"
+        "\"qwen3vl.quant\"; config.json gains \"quantization_config\". Tokenizer, chat template\n"
         "and processor files are copied. Only qwen3vl loads such a folder: HF transformers cannot.\n"
         "Streams tensor by tensor: memory stays small whatever the model size.\n");
     return 0;

@@ -1,6 +1,7 @@
 // linear() for Q8_0 / Q4_0 weights, AVX2. Numerics: kernels/quant.h (scalar twin:
 // linear_quant_scalar). One algorithm for every m: x is quantized to Q8_0 once per call
-// (detail::quantize_activations); every W row is streamed once (threads split n) and dotted
+// (detail::quantize_activations); every W row is streamed once (threads split n), turned from
+// the interleaved layout (core/quant.h) back into plain blocks in L1, and dotted
 // with the m x rows while it is in L1, one block per ymm: |w| (u8) times x with the sign of w
 // (s8) via maddubs (pair sums <= 2 * 128 * 127, no saturation), madd to int32 lanes of exact
 // product sums, each lane scaled by dx * dw and accumulated in f32.
@@ -37,8 +38,10 @@ void rows_avx2(const int8_t* qs, const float* dx, int64_t m, int64_t k, const ui
   constexpr int BB = Q8 ? 34 : 18;
   const int64_t nb = k / 32, row_bytes = nb * BB;
   const __m256i ones = _mm256_set1_epi16(1);
+  std::vector<uint8_t> plain(static_cast<size_t>(row_bytes));  // row j as plain blocks
   for (int64_t j = jb; j < je; ++j) {
-    const uint8_t* row = w + j * row_bytes;
+    quant_row_to_blocks(Q8 ? DType::Q8_0 : DType::Q4_0, w + j * row_bytes, nb, plain.data());
+    const uint8_t* row = plain.data();
     for (int64_t i = 0; i < m; ++i) {
       const int8_t* xq = qs + i * k;
       const float* dxi = dx + i * nb;

@@ -2,10 +2,10 @@
 // kernels/quant.h (scalar twin: linear_quant_scalar). Two algorithms, same numerics:
 //  - decode (m < kGemmM, or no VNNI): x is quantized to Q8_0 once per call; every W row is
 //    streamed once (contiguous per thread, threads split n) and dotted with the m x rows while it
-//    is in L1, with a software prefetch kPrefetch bytes ahead (DRAM streaming). Q8_0: two
-//    blocks per zmm, Q4_0: four (one word permute gathers their nibbles); the int8 products are
-//    summed exactly per block in int32 (u8 x s8 with the offset undone), then each block's
-//    isum is scaled by dx * dw and accumulated in f32 (see decode_rows).
+//    is in L1, with a software prefetch kPrefetch bytes ahead (DRAM streaming). The interleaved
+//    row layout (core/quant.h) puts one block per 32-bit lane: the int8 products are summed
+//    exactly per block in int32 (u8 x s8 with the offset undone), then each block's isum is
+//    scaled by dx * dw and accumulated in f32 (see group_term).
 //  - prefill (m >= kGemmM, VNNI): int8 GEMM. W is packed per call into panels of 16 rows as
 //    u8 (w + 128) in [k / 4][16][4] order (vpdpbusd layout) plus f32 scales; a 4 x 32 register
 //    tile accumulates one block's isum per lane exactly (started at -128 * sum(qx) to undo the
@@ -155,18 +155,48 @@ inline uint16_t load_u16(const uint8_t* p) {
   return v;
 }
 
+// Stores the 16 x 8 dword matrix rw[row][group] transposed: group g's 16 rows (64 bytes) at
+// d + g * 64. Rows r and r + 8 share a zmm; a per-256-bit 8 x 8 transpose does both halves.
+inline void transpose_store(const __m256i* rw, uint8_t* d) {
+  __m512i z[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(rw[r]), rw[r + 8], 1);
+#pragma GCC unroll 4
+  for (int r = 0; r < 8; r += 2) {
+    t[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
+    t[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+  }
+#pragma GCC unroll 2
+  for (int r = 0; r < 8; r += 4) {
+    u[r] = _mm512_unpacklo_epi64(t[r], t[r + 2]);
+    u[r + 1] = _mm512_unpackhi_epi64(t[r], t[r + 2]);
+    u[r + 2] = _mm512_unpacklo_epi64(t[r + 1], t[r + 3]);
+    u[r + 3] = _mm512_unpackhi_epi64(t[r + 1], t[r + 3]);
+  }
+  const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+  const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g) {
+    _mm512_storeu_si512(d + g * 64, _mm512_permutex2var_epi64(u[g], lo, u[g + 4]));
+    _mm512_storeu_si512(d + (g + 4) * 64, _mm512_permutex2var_epi64(u[g], hi, u[g + 4]));
+  }
+}
+
 // ---- decode: stream W rows ---------------------------------------------------------------
 //
-// Blocks are processed in groups of 16 (Q8_0: 8 zmm of two blocks each; Q4_0: 4 zmm of four).
-// Each zmm's vpdpbusd gives int32 lanes of partial sums; a shuffle/add tree (Q4_0: int16
-// pack / pairwise-add levels, see group_term) turns them into one vector of the 16 block sums,
-// in lane order F[4q + r] = block q + 4r of the group. The u8 x s8 offset is undone exactly in
-// int32 (Q8_0: u8 = w + 128, add corr = -128 sum(qx); Q4_0: u8 = nibble, corr = -8 sum(qx)), so
-// each lane holds isum(i, j, b) and gets (dx * dw) * isum fused into f32 lanes. Without VNNI,
-// Q8_0 uses |w| times x with the sign of w (maddubs would saturate w + 128).
-// The f16 scales: one gather (Q8_0) or two word permutes of the loaded quads (Q4_0).
+// W rows are in the interleaved layout (core/quant.h): per group of 16 blocks, the 16 f16 scales,
+// then P zmm of quants (Q8_0 8, Q4_0 4), zmm p lane L = bytes 4p .. 4p + 3 of block L. x is
+// prepared per row and group in the matching order (8 zmm; zmm p lane L = qx[block L][4p .. 4p+3]),
+// so every vpdpbusd adds 4 products of one block into that block's int32 lane: no shuffles, no
+// reduction tree. After a group, lane L = isum(block L) exactly (the lanes start at the offset
+// correction), and one cvt + fma adds (dx * dw) * isum for all 16 blocks. Q8_0: u8 = w ^ 0x80
+// (= w + 128), corr = -128 sum(qx); Q4_0: u8 = nibble, the low nibbles of piece p pair with x
+// piece p (elements 4p..4p+3), the high nibbles with piece 4 + p (16 + 4p..), corr = -8 sum(qx).
+// Without VNNI, Q8_0 uses |w| times x with the sign of w (maddubs would saturate w + 128), corr 0.
+// A row's last nb % 16 blocks (plain blocks in the layout) are interleaved into a zero-padded
+// group on the fly.
 
-constexpr int kGroup = 16;  // blocks per group
+constexpr int kGroup = kQuantGroup;  // blocks per group
 // Software prefetch distance (bytes ahead of the group being read). One core's demand misses
 // plus the hardware prefetchers do not keep enough lines in flight to stream W from DRAM while
 // the core also computes; prefetching 4 KiB ahead raised one thread's streaming rate by ~25%
@@ -174,10 +204,9 @@ constexpr int kGroup = 16;  // blocks per group
 // measured alike).
 constexpr int64_t kPrefetch = 4096;
 
-// x prepared for the decode kernel, per row and group: 512 int8 (Q8_0: the 16 blocks in order;
-// Q4_0: per 4 blocks, their x[0:16] then their x[16:32]), corr[16] (int32, offset correction
-// to add)
-// and dx[16] (f32), both in F lane order.
+// x prepared for the decode kernel, per row and group: qs 512 int8 (8 zmm: zmm p lane L =
+// qx[16g + L][4p .. 4p + 3]), corr[16] (int32, the offset correction the lanes start from) and
+// dx[16] (f32), lane L = block 16g + L (0 past the row's last block).
 struct DecodeX {
   int8_t* qs;     // [m][groups * 512]
   int32_t* corr;  // [m][groups * 16]
@@ -193,149 +222,60 @@ void prepare_decode_x(const float* x, int64_t m, int64_t k, DecodeX* dx, Buf<int
   dx->qs = qbuf.get(static_cast<size_t>(m * groups * 512));
   dx->corr = cbuf.get(static_cast<size_t>(m * groups * 16));
   dx->dx = dbuf.get(static_cast<size_t>(m * groups * 16));
-  alignas(64) int8_t t[64];
+  alignas(64) int8_t t[kGroup * 32];
   for (int64_t i = 0; i < m; ++i)
     for (int64_t g = 0; g < groups; ++g) {
-      int8_t* q = dx->qs + (i * groups + g) * 512;
       int32_t* c = dx->corr + (i * groups + g) * 16;
       float* d = dx->dx + (i * groups + g) * 16;
-      for (int p = 0; p < 8; ++p) {
-        float dd[2] = {0.0f, 0.0f};
-        int32_t ss[2] = {0, 0};
-        std::memset(t, 0, 64);
-        for (int h = 0; h < 2; ++h) {
-          const int64_t b = g * kGroup + 2 * p + h;
-          if (b < nb) dd[h] = quant_block_x(x + i * k + b * 32, t + 32 * h, &ss[h]);
-          const int lb = 2 * p + h;               // block within the group
-          const int lane = 4 * (lb % 4) + lb / 4;  // F[4q + r] = block q + 4r
-          d[lane] = dd[h];
-          c[lane] = SIGN ? 0 : -(Q8 ? 128 : 8) * ss[h];
-        }
-        if (Q8) {
-          std::memcpy(q + p * 64, t, 64);
+      __m256i rw[kGroup];
+      for (int l = 0; l < kGroup; ++l) {
+        const int64_t b = g * kGroup + l;
+        int32_t sum = 0;
+        if (b < nb) {
+          d[l] = quant_block_x(x + i * k + b * 32, t + 32 * l, &sum);
         } else {
-          // quad h = p / 2 at q + h * 128: [x_b[0:16] for its 4 blocks][x_b[16:32] for its 4 blocks]
-          int8_t* qp = q + (p / 2) * 128 + (p % 2) * 32;
-          std::memcpy(qp, t, 16);
-          std::memcpy(qp + 16, t + 32, 16);
-          std::memcpy(qp + 64, t + 16, 16);
-          std::memcpy(qp + 80, t + 48, 16);
+          d[l] = 0.0f;
+          std::memset(t + 32 * l, 0, 32);
         }
+        c[l] = SIGN ? 0 : -(Q8 ? 128 : 8) * sum;
+        rw[l] = _mm256_load_si256(reinterpret_cast<const __m256i*>(t + 32 * l));
       }
+      transpose_store(rw, reinterpret_cast<uint8_t*>(dx->qs + (i * groups + g) * 512));
     }
 }
 
-// Q8_0: int32 partial sums of one pair of blocks (blk: block b of the row; x: the pair's 64
-// prepared bytes); lanes 0-7 block b, 8-15 block b + 1.
-template <bool VNNI, bool SIGN>
-inline __m512i pair_dot_q8(const uint8_t* blk, const int8_t* x) {
-  const __m512i xv = _mm512_load_si512(x);
-  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 34 + 2));
-  const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-  if constexpr (SIGN) {
-    const __m512i s = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), _mm512_setzero_si512(), xv);
-    return dot_u8s8<VNNI>(_mm512_setzero_si512(), _mm512_abs_epi8(w), s);
-  } else {
-    return dot_u8s8<VNNI>(_mm512_setzero_si512(), _mm512_xor_si512(w, _mm512_set1_epi8(static_cast<char>(0x80))), xv);
-  }
-}
-
-// Level 1 of the tree for Q8_0: two pair vectors -> one vector whose 128-bit chunks hold the
-// 4-lane partial sums of blocks 2p, 2p + 1 of a, then of b.
-inline __m512i merge_pairs(__m512i a, __m512i b) {
-  return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                          _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-// Q4_0: 4 blocks at once, nibbles of block q in 128-bit chunk q (low nibbles dotted with
-// x[0:16], high nibbles with x[16:32]); chunk q of the result = block q's 4-lane partial sums
-// (the same layout merge_pairs produces).
-template <bool VNNI>
-inline __m512i quad_dot_q4(const uint8_t* blk, const int8_t* x, __m512i perm, __m512i a) {
-  // Block q's 16 nibble bytes are words 9q + 1 .. 9q + 8 of the 72 bytes at blk (f16 scales are
-  // word aligned too): one word permute from a = [blk, blk + 64) and [blk + 8, blk + 72) (no
-  // read past the 4 blocks).
-  const __m512i v = _mm512_permutex2var_epi16(a, perm, _mm512_loadu_si512(blk + 8));
-  const __m512i lo = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
-  return dot_u8s8<VNNI>(dot_u8s8<VNNI>(_mm512_setzero_si512(), lo, _mm512_load_si512(x)), hi,
-                        _mm512_load_si512(x + 64));
-}
-
-// The f16 scales of 16 Q4_0 blocks in F lane order (lane 4t + h = block 4h + t, t < 4) from the
-// first 64 bytes of each quad (a[h] = [blk + 72h, blk + 72h + 64): block 4h + t's scale is word
-// 9t): two word permutes (quads 0, 1 and 2, 3) and a blend; words 0-15 of the result.
-inline __m256i q4_scales(const __m512i* a, __m512i sidx) {
-  const __m512i s01 = _mm512_permutex2var_epi16(a[0], sidx, a[1]);
-  const __m512i s23 = _mm512_permutex2var_epi16(a[2], sidx, a[3]);
-  return _mm512_castsi512_si256(_mm512_mask_mov_epi16(s01, 0xCCCC, s23));
-}
-
-// sidx for q4_scales: lane 4t + h (h < 2) from word 9t of a[h]; lanes 4t + 2 + h the same
-// (the blend picks them from the permute of a[2], a[3]).
-inline __m512i q4_scale_idx() {
-  alignas(64) int16_t idx[32] = {};
-  for (int t = 0; t < 4; ++t)
-    for (int h = 0; h < 4; ++h) idx[4 * t + h] = static_cast<int16_t>(9 * t + (h % 2) * 32);
-  return _mm512_load_si512(idx);
-}
-
-// The word permute of quad_dot_q4.
-inline __m512i q4_quad_perm() {
-  alignas(64) int16_t idx[32];
-  for (int w = 0; w < 32; ++w) {
-    const int src = 9 * (w / 8) + 1 + w % 8;
-    idx[w] = static_cast<int16_t>(src < 32 ? src : 32 + src - 4);
-  }
-  return _mm512_load_si512(idx);
-}
-
-// Levels 2 and 3: per 128-bit chunk, pairwise sums of a's lanes then b's lanes.
-inline __m512i merge_lanes(__m512i a, __m512i b) {
-  const __m512 fa = _mm512_castsi512_ps(a), fb = _mm512_castsi512_ps(b);
-  return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(fa, fb, _MM_SHUFFLE(2, 0, 2, 0))),
-                          _mm512_castps_si512(_mm512_shuffle_ps(fa, fb, _MM_SHUFFLE(3, 1, 3, 1))));
-}
-
-// acc += (dx * dw) * isum for one group of 16 blocks starting at blk.
+// acc += (dx * dw) * isum for the 16 blocks of the group at grp.
 template <bool VNNI, bool Q8, bool SIGN>
-inline __m512 group_term(const uint8_t* blk, const int8_t* x, const int32_t* corr, const float* dx, __m512i vidx,
-                         __m512i perm, __m512i sidx, __m512 acc) {
-  constexpr int BB = Q8 ? 34 : 18;
-  __m512i isum;
-  __m512 dw;
+inline __m512 group_term(const uint8_t* grp, const int8_t* x, const int32_t* corr, const float* dx, __m512 acc) {
+  __m512i s0 = _mm512_load_si512(corr), s1 = _mm512_setzero_si512();
   if constexpr (Q8) {
-    __m512i c[4];
-#pragma GCC unroll 4
-    for (int h = 0; h < 4; ++h)
-      c[h] = merge_pairs(pair_dot_q8<VNNI, SIGN>(blk + (4 * h) * BB, x + (2 * h) * 64),
-                         pair_dot_q8<VNNI, SIGN>(blk + (4 * h + 2) * BB, x + (2 * h + 1) * 64));
-    isum = merge_lanes(merge_lanes(c[0], c[1]), merge_lanes(c[2], c[3]));
-    if constexpr (!SIGN) isum = _mm512_add_epi32(isum, _mm512_load_si512(corr));
-    const __m512i dh = _mm512_i32gather_epi32(vidx, blk, 1);
-    dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
-  } else {
-    __m512i a[4], c[4];
-#pragma GCC unroll 4
-    for (int h = 0; h < 4; ++h) {
-      a[h] = _mm512_loadu_si512(blk + (4 * h) * BB);
-      c[h] = quad_dot_q4<VNNI>(blk + (4 * h) * BB, x + h * 128, perm, a[h]);
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; ++p) {
+      const __m512i w = _mm512_loadu_si512(grp + 32 + 64 * p);
+      const __m512i xv = _mm512_load_si512(x + 64 * p);
+      __m512i& s = p % 2 ? s1 : s0;
+      if constexpr (SIGN)
+        s = dot_u8s8<VNNI>(s, _mm512_abs_epi8(w),
+                           _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), _mm512_setzero_si512(), xv));
+      else
+        s = dot_u8s8<VNNI>(s, _mm512_xor_si512(w, _mm512_set1_epi8(static_cast<char>(0x80))), xv);
     }
-    // Every lane of c holds 8 products |nibble * qx| <= 15 * 127, so the lane sums of the first
-    // tree level (16 products, <= 30480) fit int16: each level packs two vectors to int16
-    // (vpackssdw, never saturating; per 128-bit chunk [a0..a3, b0..b3], the merge_lanes order)
-    // and sums word pairs into int32 (vpmaddwd; vpdpwssd also adds the offset correction).
-    const __m512i ones = _mm512_set1_epi16(1);
-    const __m512i l0 = _mm512_madd_epi16(_mm512_packs_epi32(c[0], c[1]), ones);
-    const __m512i l1 = _mm512_madd_epi16(_mm512_packs_epi32(c[2], c[3]), ones);
-    const __m512i p = _mm512_packs_epi32(l0, l1);
-    if constexpr (VNNI)
-      isum = _mm512_dpwssd_epi32(_mm512_load_si512(corr), p, ones);
-    else
-      isum = _mm512_add_epi32(_mm512_madd_epi16(p, ones), _mm512_load_si512(corr));
-    dw = _mm512_cvtph_ps(q4_scales(a, sidx));
+  } else {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      const __m512i v = _mm512_loadu_si512(grp + 32 + 64 * p);
+      s0 = dot_u8s8<VNNI>(s0, _mm512_and_si512(v, m4), _mm512_load_si512(x + 64 * p));
+      if constexpr (VNNI)  // the high nibbles in place (16 q): no shift per piece, one per group
+        s1 = dot_u8s8<VNNI>(s1, _mm512_andnot_si512(m4, v), _mm512_load_si512(x + 64 * (p + 4)));
+      else  // (maddubs would saturate 16 q * x)
+        s1 = dot_u8s8<VNNI>(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_load_si512(x + 64 * (p + 4)));
+    }
+    // s1 = 16 * (the high nibbles' sum) exactly (|s1| <= 16 * 16 * 15 * 127 < 2^31)
+    if constexpr (VNNI) s1 = _mm512_srai_epi32(s1, 4);
   }
+  const __m512i isum = _mm512_add_epi32(s0, s1);
+  const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(grp)));
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_load_ps(dx), dw), acc);
 }
 
@@ -367,16 +307,11 @@ inline __m512 reduce16(const __m512* v) {
 template <bool VNNI, bool Q8, bool SIGN>
 void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int64_t jb, int64_t je,
                  const float* bias, float* y, int64_t n) {
-  constexpr int BB = Q8 ? 34 : 18;
+  constexpr DType DT = Q8 ? DType::Q8_0 : DType::Q4_0;
+  constexpr int64_t BB = Q8 ? 34 : 18, GB = kGroup * BB;  // bytes per block / group
   constexpr int RB = 16;  // W rows per batch (one reduce16)
   const int64_t nb = k / 32, groups = dx.groups, row_bytes = nb * BB, full = nb / kGroup;
-  // Byte offset of the block of F lane 4q + r: (q + 4r) * BB.
-  alignas(64) int32_t off[16];
-  for (int q = 0; q < 4; ++q)
-    for (int r = 0; r < 4; ++r) off[4 * q + r] = (q + 4 * r) * BB;
-  const __m512i vidx = _mm512_load_si512(off);
-  const __m512i perm = q4_quad_perm(), sidx = q4_scale_idx();
-  alignas(64) uint8_t tail[kGroup * BB + 64];  // zero-padded copy of a row's last partial group
+  alignas(64) uint8_t tail[GB];  // a row's last nb % 16 blocks as a zero-padded group
   {  // the first kPrefetch bytes of this thread's rows (the loop prefetches the rest)
     const char* p0 = reinterpret_cast<const char*>(w + jb * row_bytes);
     const int64_t bytes = (je - jb) * row_bytes < kPrefetch ? (je - jb) * row_bytes : kPrefetch;
@@ -395,20 +330,18 @@ void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int6
         int64_t g = 0;
         for (; g + 2 <= full; g += 2) {
           if (i == 0) {  // the 2 groups' bytes, kPrefetch ahead (rows are contiguous)
-            const char* pp = reinterpret_cast<const char*>(row + g * kGroup * BB) + kPrefetch;
-#pragma GCC unroll 17
-            for (int l = 0; l < (2 * kGroup * BB + 63) / 64; ++l) _mm_prefetch(pp + 64 * l, _MM_HINT_T0);
+            const char* pp = reinterpret_cast<const char*>(row + g * GB) + kPrefetch;
+#pragma GCC unroll 18
+            for (int l = 0; l < (2 * GB + 63) / 64; ++l) _mm_prefetch(pp + 64 * l, _MM_HINT_T0);
           }
-          a0 = group_term<VNNI, Q8, SIGN>(row + g * kGroup * BB, xq + g * 512, corr + g * 16, dxi + g * 16, vidx, perm, sidx, a0);
-          a1 = group_term<VNNI, Q8, SIGN>(row + (g + 1) * kGroup * BB, xq + (g + 1) * 512, corr + (g + 1) * 16,
-                                          dxi + (g + 1) * 16, vidx, perm, sidx, a1);
+          a0 = group_term<VNNI, Q8, SIGN>(row + g * GB, xq + g * 512, corr + g * 16, dxi + g * 16, a0);
+          a1 = group_term<VNNI, Q8, SIGN>(row + (g + 1) * GB, xq + (g + 1) * 512, corr + (g + 1) * 16,
+                                          dxi + (g + 1) * 16, a1);
         }
-        for (; g < full; ++g)
-          a0 = group_term<VNNI, Q8, SIGN>(row + g * kGroup * BB, xq + g * 512, corr + g * 16, dxi + g * 16, vidx, perm, sidx, a0);
+        for (; g < full; ++g) a0 = group_term<VNNI, Q8, SIGN>(row + g * GB, xq + g * 512, corr + g * 16, dxi + g * 16, a0);
         if (g < groups) {
-          std::memset(tail, 0, sizeof(tail));
-          std::memcpy(tail, row + full * kGroup * BB, static_cast<size_t>((nb - full * kGroup) * BB));
-          a1 = group_term<VNNI, Q8, SIGN>(tail, xq + g * 512, corr + g * 16, dxi + g * 16, vidx, perm, sidx, a1);
+          quant_group_from_blocks(DT, row + full * GB, static_cast<int>(nb - full * kGroup), tail);
+          a1 = group_term<VNNI, Q8, SIGN>(tail, xq + g * 512, corr + g * 16, dxi + g * 16, a1);
         }
         acc[r] = _mm512_add_ps(a0, a1);
       }
@@ -476,69 +409,111 @@ void quantize_gemm_x_row(const float* x, int64_t i, int64_t k, const GemmX& g) {
   }
 }
 
-// Stores the 16 x 8 dword matrix rw[row][group] transposed: group g's 16 rows (64 bytes) at
-// d + g * 64. Rows r and r + 8 share a zmm; a per-256-bit 8 x 8 transpose does both halves.
-inline void transpose_store(const __m256i* rw, uint8_t* d) {
-  __m512i z[8], t[8], u[8];
+// The 16 x 16 dword matrix a[row][col] transposed: o[col] lane row = a[row] lane col.
+inline void transpose16(const __m512i* a, __m512i* o) {
+  __m512i t[16], u[16];
 #pragma GCC unroll 8
-  for (int r = 0; r < 8; ++r) z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(rw[r]), rw[r + 8], 1);
-#pragma GCC unroll 4
-  for (int r = 0; r < 8; r += 2) {
-    t[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
-    t[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
   }
-#pragma GCC unroll 2
-  for (int r = 0; r < 8; r += 4) {
-    u[r] = _mm512_unpacklo_epi64(t[r], t[r + 2]);
-    u[r + 1] = _mm512_unpackhi_epi64(t[r], t[r + 2]);
-    u[r + 2] = _mm512_unpacklo_epi64(t[r + 1], t[r + 3]);
-    u[r + 3] = _mm512_unpackhi_epi64(t[r + 1], t[r + 3]);
-  }
-  const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
-  const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+  // u[4i + j], 128-bit chunk c = rows 4i .. 4i + 3 of column 4c + j
 #pragma GCC unroll 4
-  for (int g = 0; g < 4; ++g) {
-    _mm512_storeu_si512(d + g * 64, _mm512_permutex2var_epi64(u[g], lo, u[g + 4]));
-    _mm512_storeu_si512(d + (g + 4) * 64, _mm512_permutex2var_epi64(u[g], hi, u[g + 4]));
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {  // column 4c + j = chunk c of u[j], u[4 + j], u[8 + j], u[12 + j]
+    const __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], _MM_SHUFFLE(3, 2, 3, 2));
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(1, 0, 1, 0));
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], _MM_SHUFFLE(3, 2, 3, 2));
+    o[j] = _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(2, 0, 2, 0));
+    o[4 + j] = _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(3, 1, 3, 1));
+    o[8 + j] = _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(2, 0, 2, 0));
+    o[12 + j] = _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(3, 1, 3, 1));
   }
 }
 
 // Packs W rows [j0, j0 + rows) (rows <= NC), k range [k0, k0 + kb) into panels of PW rows:
 // panel p at out + p * kb * PW: byte ((t / 4) * PW + r) * 4 + t % 4 = w[j0 + p*PW + r, k0 + t] + 128
 // (u8); scales at sc + p * (kb / 32) * PW: [block][r]. Rows past `rows` are zero with scale 0.
+// A chunk is one interleaved group of every row (k0 % 512 == 0, kb = KC), read as 16 x 16 dword
+// transposes of each piece, or the plain blocks after a row's last group.
+static_assert(KC == 32 * kQuantGroup, "pack_w reads one interleaved group per k chunk");
 template <bool Q8>
 void pack_w(const uint8_t* w, int64_t row_bytes, int64_t j0, int64_t rows, int64_t k0, int64_t kb, uint8_t* out,
             float* sc) {
   constexpr int BB = Q8 ? 34 : 18;
+  constexpr int64_t GB = kQuantGroup * BB;
   const int64_t panels = (rows + PW - 1) / PW, nbc = kb / 32, b0 = k0 / 32;
+  const bool grouped = b0 / kQuantGroup < (row_bytes / BB) / kQuantGroup;  // else: the plain tail blocks
   alignas(64) uint16_t dh[(KC / 32) * PW];
   for (int64_t p = 0; p < panels; ++p) {
     const int64_t r = rows - p * PW < PW ? rows - p * PW : PW;
     const uint8_t* base = w + (j0 + p * PW) * row_bytes;
     uint8_t* dst = out + p * kb * PW;
     float* sdst = sc + p * nbc * PW;
-    for (int64_t b = 0; b < nbc; ++b) {
-      const uint8_t* blk = base + (b0 + b) * BB;
-      // f16 scales, 0 for missing rows; converted after the block loop (a vector load right
-      // after 16 narrow stores would stall on store forwarding).
-      for (int rr = 0; rr < PW; ++rr) dh[b * PW + rr] = rr < r ? load_u16(blk + rr * row_bytes) : 0;
-      uint8_t* d = dst + b * 8 * PW * 4;  // 8 groups of 4 k per block
-      // Row rr's block as 8 dwords in group order (group g = elements 4g..4g+3), offset to u8.
-      __m256i rw[PW];
-#pragma GCC unroll 16
-      for (int rr = 0; rr < PW; ++rr) {
-        const uint8_t* q = blk + rr * row_bytes + 2;
+    if (grouped) {
+      const uint8_t* grp = base + (b0 / kQuantGroup) * GB;
+      for (int64_t b = 0; b < nbc; ++b)
+        for (int rr = 0; rr < PW; ++rr) dh[b * PW + rr] = rr < r ? load_u16(grp + rr * row_bytes + 2 * b) : 0;
+      // Piece q of the 16 rows: [row][block] dwords; transposed, block b's dwords for rows 0-15.
+      for (int q = 0; q < (Q8 ? 8 : 4); ++q) {
+        __m512i a[PW], o[PW];
         if constexpr (Q8) {
-          const __m256i v = rr < r ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)) : _mm256_setzero_si256();
-          rw[rr] = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+#pragma GCC unroll 16
+          for (int rr = 0; rr < PW; ++rr) {
+            const __m512i v = rr < r ? _mm512_loadu_si512(grp + rr * row_bytes + 32 + 64 * q) : _mm512_setzero_si512();
+            a[rr] = _mm512_xor_si512(v, _mm512_set1_epi8(static_cast<char>(0x80)));
+          }
+          transpose16(a, o);
+#pragma GCC unroll 16
+          for (int b = 0; b < PW; ++b) _mm512_storeu_si512(dst + b * 8 * PW * 4 + q * 64, o[b]);
         } else {
-          const __m128i v = rr < r ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)) : _mm_set1_epi8(0x08);
-          const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
-          const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
-          rw[rr] = _mm256_add_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), _mm256_set1_epi8(120));
+          __m512i hi[PW];
+#pragma GCC unroll 16
+          for (int rr = 0; rr < PW; ++rr) {
+            const __m512i v = rr < r ? _mm512_loadu_si512(grp + rr * row_bytes + 32 + 64 * q) : _mm512_set1_epi8(0x08);
+            a[rr] = _mm512_add_epi8(_mm512_and_si512(v, _mm512_set1_epi8(0x0F)), _mm512_set1_epi8(120));
+            hi[rr] = _mm512_add_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F)),
+                                     _mm512_set1_epi8(120));
+          }
+          transpose16(a, o);
+#pragma GCC unroll 16
+          for (int b = 0; b < PW; ++b) _mm512_storeu_si512(dst + b * 8 * PW * 4 + q * 64, o[b]);
+          transpose16(hi, o);
+#pragma GCC unroll 16
+          for (int b = 0; b < PW; ++b) _mm512_storeu_si512(dst + b * 8 * PW * 4 + (4 + q) * 64, o[b]);
         }
       }
-      transpose_store(rw, d);
+    } else {
+      for (int64_t b = 0; b < nbc; ++b) {
+        const uint8_t* blk = base + (b0 + b) * BB;
+        // f16 scales, 0 for missing rows; converted after the block loop (a vector load right
+        // after 16 narrow stores would stall on store forwarding).
+        for (int rr = 0; rr < PW; ++rr) dh[b * PW + rr] = rr < r ? load_u16(blk + rr * row_bytes) : 0;
+        uint8_t* d = dst + b * 8 * PW * 4;  // 8 groups of 4 k per block
+        // Row rr's block as 8 dwords in group order (group g = elements 4g..4g+3), offset to u8.
+        __m256i rw[PW];
+#pragma GCC unroll 16
+        for (int rr = 0; rr < PW; ++rr) {
+          const uint8_t* q = blk + rr * row_bytes + 2;
+          if constexpr (Q8) {
+            const __m256i v = rr < r ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)) : _mm256_setzero_si256();
+            rw[rr] = _mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80)));
+          } else {
+            const __m128i v = rr < r ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)) : _mm_set1_epi8(0x08);
+            const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F));
+            const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
+            rw[rr] = _mm256_add_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), _mm256_set1_epi8(120));
+          }
+        }
+        transpose_store(rw, d);
+      }
     }
     for (int64_t b = 0; b < nbc; ++b)
       _mm512_storeu_ps(sdst + b * PW, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(dh + b * PW))));

@@ -95,6 +95,25 @@ bool quant_q4_0(const float* x, BlockQ4_0* out) {
 
 const char* const kNonFinite = "quantize: non-finite value (inf/nan) in the input";
 
+// Rows of plain blocks at `w` (rows x nb) -> the interleaved row layout (core/quant.h), in place.
+void interleave_rows_in_place(DType dtype, uint8_t* w, int64_t rows, int64_t nb) {
+  const int64_t full = nb / kQuantGroup, gb = quant_group_bytes(dtype);
+  if (full == 0) return;  // rows shorter than a group are plain blocks in both orders
+  const size_t row_bytes = dtype_row_bytes(dtype, nb * kQuantBlockSize);
+  const int nt = rows * full >= 4096 ? detail::threads() : 1;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<uint8_t> tmp(static_cast<size_t>(gb));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t g = 0; g < full; ++g) {
+        uint8_t* grp = w + static_cast<size_t>(r) * row_bytes + g * gb;
+        std::memcpy(tmp.data(), grp, tmp.size());
+        quant_group_from_blocks(dtype, tmp.data(), kQuantGroup, grp);
+      }
+  }
+}
+
 // Quantizes nb blocks (src(b, tmp) returns a pointer to block b's 32 floats, tmp: 32 floats of
 // scratch) into out; OpenMP over blocks for large inputs. Throws after the loop (never inside
 // the parallel region) when a block holds inf / nan.
@@ -134,6 +153,7 @@ void quantize_rows(DType dtype, const float* x, int64_t rows, int64_t k, void* o
   if (nb == 0) return;
   QWEN3VL_CHECK(x != nullptr && out != nullptr, "quantize_rows: null pointer");
   quantize_blocks(dtype, nb, [x](int64_t b, float*) { return x + b * 32; }, static_cast<uint8_t*>(out));
+  interleave_rows_in_place(dtype, static_cast<uint8_t*>(out), rows, k / kQuantBlockSize);
 }
 
 void quantize_rows_bf16(DType dtype, const uint16_t* x, int64_t rows, int64_t k, void* out) {
@@ -149,6 +169,7 @@ void quantize_rows_bf16(DType dtype, const uint16_t* x, int64_t rows, int64_t k,
         return static_cast<const float*>(tmp);
       },
       static_cast<uint8_t*>(out));
+  interleave_rows_in_place(dtype, static_cast<uint8_t*>(out), rows, k / kQuantBlockSize);
 }
 
 void dequantize_rows(DType dtype, const void* w, int64_t k, int64_t row0, int64_t rows, float* out) {
@@ -157,17 +178,22 @@ void dequantize_rows(DType dtype, const void* w, int64_t k, int64_t row0, int64_
   const int64_t nbr = k / kQuantBlockSize;
   if (rows == 0 || nbr == 0) return;
   QWEN3VL_CHECK(w != nullptr && out != nullptr, "dequantize_rows: null pointer");
-  const uint8_t* base = static_cast<const uint8_t*>(w) + static_cast<size_t>(row0) * dtype_row_bytes(dtype, k);
-  for (int64_t b = 0; b < rows * nbr; ++b) {
-    float* o = out + b * 32;
-    const uint8_t* blk = base + b * quant_block_bytes(dtype);
-    const float d = load_scale(blk);
-    if (dtype == DType::Q8_0) {
-      for (int j = 0; j < 32; ++j) o[j] = static_cast<float>(static_cast<int8_t>(blk[2 + j])) * d;
-    } else {
-      for (int j = 0; j < 16; ++j) {
-        o[j] = static_cast<float>((blk[2 + j] & 0x0F) - 8) * d;
-        o[j + 16] = static_cast<float>((blk[2 + j] >> 4) - 8) * d;
+  const size_t row_bytes = dtype_row_bytes(dtype, k);
+  std::vector<uint8_t> plain(row_bytes);  // one row as plain blocks
+  for (int64_t r = 0; r < rows; ++r) {
+    quant_row_to_blocks(dtype, static_cast<const uint8_t*>(w) + static_cast<size_t>(row0 + r) * row_bytes, nbr,
+                        plain.data());
+    for (int64_t b = 0; b < nbr; ++b) {
+      float* o = out + (r * nbr + b) * 32;
+      const uint8_t* blk = plain.data() + b * quant_block_bytes(dtype);
+      const float d = load_scale(blk);
+      if (dtype == DType::Q8_0) {
+        for (int j = 0; j < 32; ++j) o[j] = static_cast<float>(static_cast<int8_t>(blk[2 + j])) * d;
+      } else {
+        for (int j = 0; j < 16; ++j) {
+          o[j] = static_cast<float>((blk[2 + j] & 0x0F) - 8) * d;
+          o[j + 16] = static_cast<float>((blk[2 + j] >> 4) - 8) * d;
+        }
       }
     }
   }
@@ -214,9 +240,14 @@ void linear_quant_scalar(const float* x, int64_t m, const WeightRef& w, const fl
     quantize_activations(x + i * k, k, &qr);
   }
   const int nt = m * n * k >= (1 << 17) ? threads() : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel num_threads(nt)
+  {
+  std::vector<uint8_t> plain(row_bytes);  // row j as plain blocks
+#pragma omp for schedule(static)
   for (int64_t j = 0; j < n; ++j) {
-    const uint8_t* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(j) * row_bytes;
+    quant_row_to_blocks(w.dtype, static_cast<const uint8_t*>(w.data) + static_cast<size_t>(j) * row_bytes, nb,
+                        plain.data());
+    const uint8_t* row = plain.data();
     for (int64_t i = 0; i < m; ++i) {
       float s = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
@@ -239,6 +270,7 @@ void linear_quant_scalar(const float* x, int64_t m, const WeightRef& w, const fl
       if (bias) s += bias[j];
       y[i * n + j] = s;
     }
+  }
   }
 }
 

@@ -219,6 +219,7 @@ Checkpoint Checkpoint::load(const fs::path& dir, const LoadOptions& opts) {
       // Blocks start with an f16 scale: a tensor at an odd address (possible only in files not
       // written by `qwen3vl quantize`) is read as an aligned copy.
       if (reinterpret_cast<uintptr_t>(u8.raw()) % 2 != 0) q = q.clone();
+      if (!sq->second.interleaved) q = quant_from_plain_blocks(q);  // metadata version 1
       ck.tensors_.emplace(name, std::move(q));
       ck.source_dtype_[name] = sq->second.source;
     } else {

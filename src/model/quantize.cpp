@@ -159,6 +159,19 @@ Tensor quantize_weight(const Tensor& w, DType dtype, int threads) {
   return q;
 }
 
+Tensor quant_from_plain_blocks(const Tensor& plain) {
+  QWEN3VL_CHECK(plain.defined() && dtype_is_quantized(plain.dtype()) && plain.dim() == 2,
+                "quant_from_plain_blocks: expected a Q8_0 / Q4_0 matrix, got " +
+                    (plain.defined() ? plain.str() : std::string("none")));
+  Tensor out = Tensor::empty(plain.shape(), plain.dtype());
+  const int64_t n = plain.size(0), k = plain.size(1);
+  const size_t rb = dtype_row_bytes(plain.dtype(), k);
+  for (int64_t r = 0; r < n; ++r)
+    quant_row_from_blocks(plain.dtype(), static_cast<const uint8_t*>(plain.raw()) + r * rb, k / kQuantBlockSize,
+                          static_cast<uint8_t*>(out.raw()) + r * rb);
+  return out;
+}
+
 Tensor dequantize_weight(const Tensor& q) {
   QWEN3VL_CHECK(q.defined() && dtype_is_quantized(q.dtype()) && q.dim() >= 1,
                 "dequantize_weight: expected a Q8_0 / Q4_0 tensor, got " + (q.defined() ? q.str() : std::string("none")));
@@ -189,8 +202,12 @@ std::map<std::string, StoredQuantInfo> parse_quant_metadata(const std::string& t
   }
   if (!j.is_object() || !j.contains("tensors") || !j["tensors"].is_object())
     throw Error(pre + "expected an object with a \"tensors\" object");
-  if (j.contains("version") && !(j["version"].is_number_integer() && j["version"].get<int64_t>() == 1))
-    throw Error(pre + "unsupported version " + j["version"].dump() + " (this build reads version 1)");
+  int64_t version = 1;
+  if (j.contains("version")) {
+    if (!j["version"].is_number_integer() || j["version"].get<int64_t>() < 1 || j["version"].get<int64_t>() > 2)
+      throw Error(pre + "unsupported version " + j["version"].dump() + " (this build reads versions 1 and 2)");
+    version = j["version"].get<int64_t>();
+  }
   std::map<std::string, StoredQuantInfo> out;
   for (auto& [name, v] : j["tensors"].items()) {
     const std::string tp = pre + "tensor '" + name + "': ";
@@ -198,6 +215,7 @@ std::map<std::string, StoredQuantInfo> parse_quant_metadata(const std::string& t
         !v["shape"].is_array())
       throw Error(tp + "expected {\"dtype\": \"Q8_0\"|\"Q4_0\", \"shape\": [n, k], \"source_dtype\": ...}");
     StoredQuantInfo info;
+    info.interleaved = version >= 2;
     const std::string d = v["dtype"].get<std::string>();
     if (d == "Q8_0") info.dtype = DType::Q8_0;
     else if (d == "Q4_0") info.dtype = DType::Q4_0;
@@ -223,7 +241,7 @@ std::string quant_metadata_json(const std::map<std::string, StoredQuantInfo>& te
   nlohmann::ordered_json t = nlohmann::ordered_json::object();
   for (auto& [name, info] : tensors)
     t[name] = {{"dtype", dtype_name(info.dtype)}, {"shape", info.shape}, {"source_dtype", dtype_name(info.source)}};
-  nlohmann::ordered_json j{{"version", 1}, {"tensors", t}};
+  nlohmann::ordered_json j{{"version", 2}, {"tensors", t}};
   return j.dump();
 }
 
@@ -364,8 +382,9 @@ QuantizeFolderResult quantize_folder(const QuantizeFolderOptions& opts) {
         {"quant_method", kQuantMethod},
         {"text", quant_mode_name(opts.quant.text)},
         {"vision", quant_mode_name(opts.quant.vision)},
-        {"format", "llama.cpp Q8_0/Q4_0 blocks of 32 stored as U8 [n, k/32*block_bytes]; per-tensor dtype and "
-                   "logical shape in the safetensors __metadata__ \"" + kQuantMetadataKey + "\""},
+        {"format", "llama.cpp Q8_0/Q4_0 blocks of 32 stored as U8 [n, k/32*block_bytes], rows interleaved in "
+                   "groups of 16 blocks (qwen3vl core/quant.h); per-tensor dtype and logical shape in the "
+                   "safetensors __metadata__ \"" + kQuantMetadataKey + "\" (version 2)"},
         {"tensor_dtypes", counts},
         {"note", "written by qwen3vl quantize; loadable by qwen3vl only (not by HF transformers)"}};
     {

@@ -18,9 +18,12 @@
 //   as stored (llama.cpp falls back to F16 there).
 //
 // Stored form (written by quantize_folder, read by Checkpoint::load): a quantized [n, k] tensor is
-// a U8 tensor of shape [n, k / 32 * block_bytes] (the block bytes, rows contiguous), and the
+// a U8 tensor of shape [n, k / 32 * block_bytes] (the block bytes, rows contiguous, in the
+// interleaved row layout of core/quant.h: what the kernels read, so it loads zero-copy), and the
 // file's __metadata__ has the key "qwen3vl.quant" whose value is the JSON text
-//   {"version": 1, "tensors": {"<name>": {"dtype": "Q4_0", "shape": [n, k], "source_dtype": "BF16"}, ...}}
+//   {"version": 2, "tensors": {"<name>": {"dtype": "Q4_0", "shape": [n, k], "source_dtype": "BF16"}, ...}}
+// (version 1, written before the interleaved layout, holds the rows in plain llama.cpp block order
+// and is converted at load.)
 // naming each quantized tensor of that file, its block dtype, logical shape and the float dtype
 // it was quantized from. config.json gains "quantization_config" {"quant_method": "qwen3vl_blockq", ...}.
 // HF transformers cannot load such a folder (it rejects the unknown quant_method).
@@ -58,6 +61,9 @@ bool quantizable_weight(const std::string& name, const Qwen3VLConfig& cfg);
 // into an owned [n, k] tensor, rows split over `threads` threads (<= 0: kernels::num_threads()).
 // Same bytes as llama.cpp's reference quantizer on the same f32 values.
 Tensor quantize_weight(const Tensor& w, DType dtype, int threads = 0);
+// A Q8_0 / Q4_0 tensor [n, k] whose rows hold plain llama.cpp blocks (GGUF order; metadata
+// version 1) -> a new tensor in the interleaved row layout (core/quant.h) the kernels read.
+Tensor quant_from_plain_blocks(const Tensor& plain);
 // Q8_0 / Q4_0 -> F32 (tests and tools).
 Tensor dequantize_weight(const Tensor& q);
 
@@ -70,6 +76,9 @@ struct StoredQuantInfo {
   DType dtype = DType::Q8_0;  // Q8_0 / Q4_0
   Shape shape;                // logical [n, k]
   DType source = DType::BF16;  // float dtype it was quantized from
+  // Metadata version 2 stores rows in the interleaved layout (core/quant.h), read zero-copy;
+  // version 1 (plain llama.cpp block order) is converted to it at load.
+  bool interleaved = true;
 };
 // Parses the "qwen3vl.quant" metadata value; throws Error prefixed with `where` on any problem.
 std::map<std::string, StoredQuantInfo> parse_quant_metadata(const std::string& json, const std::string& where);

@@ -66,6 +66,20 @@ int64_t first_diff(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b)
   return -1;
 }
 
+// Rows in the interleaved layout (core/quant.h) -> llama.cpp block order, and back.
+std::vector<uint8_t> plain_rows(DType dt, const std::vector<uint8_t>& q, int64_t rows, int64_t k) {
+  std::vector<uint8_t> out(q.size());
+  const size_t rb = dtype_row_bytes(dt, k);
+  for (int64_t r = 0; r < rows; ++r) quant_row_to_blocks(dt, q.data() + r * rb, k / 32, out.data() + r * rb);
+  return out;
+}
+std::vector<uint8_t> interleaved_rows(DType dt, const std::vector<uint8_t>& q, int64_t rows, int64_t k) {
+  std::vector<uint8_t> out(q.size());
+  const size_t rb = dtype_row_bytes(dt, k);
+  for (int64_t r = 0; r < rows; ++r) quant_row_from_blocks(dt, q.data() + r * rb, k / 32, out.data() + r * rb);
+  return out;
+}
+
 const char* const kFixtures[] = {"random_normal", "random_scaled_bf16", "heavy_tail_bf16", "special"};
 
 TEST(Quant, BytesMatchLlamaCppReference) {
@@ -79,6 +93,7 @@ TEST(Quant, BytesMatchLlamaCppReference) {
       const std::vector<uint8_t>& want = dt == DType::Q8_0 ? f.q8 : f.q4;
       std::vector<uint8_t> got(want.size(), 0xAA);
       quantize_rows(dt, f.x.data(), f.rows, f.k, got.data());
+      got = plain_rows(dt, got, f.rows, f.k);  // (fixtures with k >= 512 hold interleaved groups)
       const int64_t d = first_diff(got, want);
       EXPECT_EQ(d, -1) << isa_name(isa) << " " << name << " " << dtype_name(dt) << ": first differing byte " << d << " (block "
                        << d / static_cast<int64_t>(quant_block_bytes(dt)) << ")";
@@ -90,7 +105,7 @@ TEST(Quant, BytesMatchLlamaCppReference) {
         }
         std::vector<uint8_t> got_b(want.size(), 0x55);
         quantize_rows_bf16(dt, xb.data(), f.rows, f.k, got_b.data());
-        EXPECT_EQ(first_diff(got_b, want), -1) << name << " " << dtype_name(dt) << " (bf16 source)";
+        EXPECT_EQ(first_diff(plain_rows(dt, got_b, f.rows, f.k), want), -1) << name << " " << dtype_name(dt) << " (bf16 source)";
       }
     }
   }
@@ -115,7 +130,7 @@ TEST(Quant, FixtureCheckIsSensitive) {
 
 TEST(Quant, DequantizeErrorWithinFormatBound) {
   for (DType dt : kQTypes) {
-    const int64_t rows = 7, k = 160;
+    const int64_t rows = 7, k = 640;  // 20 blocks: an interleaved group + 4 plain blocks
     std::vector<float> x = random_vec(static_cast<size_t>(rows * k), 11, -3.0f, 3.0f);
     for (int64_t i = 0; i < k; ++i) x[2 * k + i] *= 1e-3f;  // a small-magnitude row
     for (int64_t i = 0; i < 32; ++i) x[4 * k + 64 + i] = 0.0f;  // an all-zero block
@@ -165,6 +180,7 @@ TEST(Quant, LargeInputThreadedSameBytes) {
     set_isa(Isa::Scalar);
     for (int64_t b = 0; b < rows * k / 32; ++b)
       quantize_rows(dt, x.data() + b * 32, 1, 32, want.data() + b * bb);  // one block per call
+    want = interleaved_rows(dt, want, rows, k);
     for (Isa isa : supported_isas())
     for (int nt : {1, 2}) {
       set_isa(isa);
@@ -178,6 +194,41 @@ TEST(Quant, LargeInputThreadedSameBytes) {
       bad[bad.size() - 5] = NAN;
       EXPECT_THROW(quantize_rows(dt, bad.data(), rows, k, got.data()), Error);
     }
+  }
+}
+
+// The interleaved row layout (core/quant.h) byte by byte: group g of a row = 16 f16 scales, then
+// piece p of block l at 32 + (p * 16 + l) * 4; the blocks after the last whole group stay plain;
+// the two conversions are inverse; quantize_rows writes the layout (and block-per-call agrees).
+TEST(Quant, InterleavedLayoutPinned) {
+  for (DType dt : kQTypes) {
+    const int64_t nb = 35, bb = static_cast<int64_t>(quant_block_bytes(dt)), gb = 16 * bb;  // 2 groups + 3
+    std::vector<uint8_t> plain(static_cast<size_t>(nb * bb));
+    for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<uint8_t>(i * 7 + i / 251);
+    std::vector<uint8_t> row(plain.size(), 0xEE), back(plain.size(), 0xDD);
+    quant_row_from_blocks(dt, plain.data(), nb, row.data());
+    const int pieces = dt == DType::Q8_0 ? 8 : 4;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = plain.data() + b * bb;
+      if (b < 32) {
+        const uint8_t* grp = row.data() + (b / 16) * gb;
+        const int64_t l = b % 16;
+        EXPECT_EQ(std::memcmp(grp + 2 * l, blk, 2), 0) << dtype_name(dt) << " scale of block " << b;
+        for (int p = 0; p < pieces; ++p)
+          EXPECT_EQ(std::memcmp(grp + 32 + (p * 16 + l) * 4, blk + 2 + 4 * p, 4), 0) << dtype_name(dt) << " block " << b;
+      } else {
+        EXPECT_EQ(std::memcmp(row.data() + b * bb, blk, static_cast<size_t>(bb)), 0) << dtype_name(dt) << " tail " << b;
+      }
+    }
+    quant_row_to_blocks(dt, row.data(), nb, back.data());
+    EXPECT_EQ(first_diff(back, plain), -1) << dtype_name(dt);
+    // quantize_rows: the same layout as quantizing block by block and interleaving.
+    std::vector<float> x = random_vec(static_cast<size_t>(2 * nb * 32), 3, -2.0f, 2.0f);
+    std::vector<uint8_t> q(static_cast<size_t>(2 * nb * bb)), qb(q.size());
+    quantize_rows(dt, x.data(), 2, nb * 32, q.data());
+    for (int64_t b = 0; b < 2 * nb; ++b) quantize_rows(dt, x.data() + b * 32, 1, 32, qb.data() + b * bb);
+    EXPECT_EQ(first_diff(q, interleaved_rows(dt, qb, 2, nb * 32)), -1) << dtype_name(dt);
+    EXPECT_NE(first_diff(q, qb), -1) << dtype_name(dt) << ": rows of 35 blocks must not be plain";
   }
 }
 
@@ -228,6 +279,8 @@ QRef quant_linear_double(const std::vector<float>& x, int64_t m, const QWeight& 
   // x quantized through the public (fixture-checked) quantizer, then unpacked.
   std::vector<uint8_t> xq(dtype_nbytes(DType::Q8_0, m * w.k));
   quantize_rows(DType::Q8_0, x.data(), m, w.k, xq.data());
+  xq = plain_rows(DType::Q8_0, xq, m, w.k);
+  const std::vector<uint8_t> wp = plain_rows(w.dtype, w.bytes, w.n, w.k);
   std::vector<float> wd(static_cast<size_t>(w.n * w.k));
   dequantize_rows(w.dtype, w.bytes.data(), w.k, 0, w.n, wd.data());
   QRef r;
@@ -240,7 +293,7 @@ QRef quant_linear_double(const std::vector<float>& x, int64_t m, const QWeight& 
       for (int64_t b = 0; b < nb; ++b) {
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(xq.data()) + i * nb + b;
         uint16_t dwh;
-        std::memcpy(&dwh, w.bytes.data() + j * wrow + b * quant_block_bytes(w.dtype), 2);
+        std::memcpy(&dwh, wp.data() + j * wrow + b * quant_block_bytes(w.dtype), 2);
         const double dw = f16_to_f32(dwh), dx = f16_to_f32(xb->d);
         const float scale = static_cast<float>(dx) * static_cast<float>(dw);  // rounded, as specified
         double isum = 0, iabs = 0;
@@ -455,48 +508,54 @@ TEST(QuantLinear, SimdLargerShapes) {
 }
 
 // Mutation check: changing one stored weight level changes exactly the outputs of that row, by
-// dx * dw * qx * delta (every ISA). Guards against kernels that ignore part of the data.
+// dx * dw * qx * delta (every ISA), for a block inside an interleaved group and a plain tail
+// block. Guards against kernels that ignore part of the data or misread the layout.
 TEST(QuantLinear, MutationChangesTheRightOutput) {
   IsaGuard g;
   for (Isa isa : supported_isas())
-    for (DType dt : kQTypes) {
-      set_isa(isa);
-      const int64_t m = 2, n = 9, k = 128;
-      QWeight w = make_qweight(dt, n, k, 31);
-      auto x = random_vec(static_cast<size_t>(m * k), 32);
-      auto y0 = run(x, m, w, nullptr);
-      const int64_t j = 5, b = 2, t = 7;  // row 5, block 2, element 7 (low nibble for Q4_0)
-      uint8_t* blk = w.bytes.data() + j * dtype_row_bytes(dt, k) + b * quant_block_bytes(dt);
-      uint16_t dwh;
-      std::memcpy(&dwh, blk, 2);
-      int delta;
-      if (dt == DType::Q8_0) {
-        int8_t v;
-        std::memcpy(&v, blk + 2 + t, 1);
-        delta = v > 0 ? -50 : 50;
-        v = static_cast<int8_t>(v + delta);
-        std::memcpy(blk + 2 + t, &v, 1);
-      } else {
-        const int q = blk[2 + t] & 0x0F;
-        delta = q >= 8 ? -5 : 5;
-        blk[2 + t] = static_cast<uint8_t>((blk[2 + t] & 0xF0) | (q + delta));
-      }
-      auto y1 = run(x, m, w, nullptr);
-      std::vector<uint8_t> xq(dtype_nbytes(DType::Q8_0, m * k));
-      quantize_rows(DType::Q8_0, x.data(), m, k, xq.data());
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t jj = 0; jj < n; ++jj) {
-          if (jj != j) {
-            EXPECT_EQ(y1[i * n + jj], y0[i * n + jj]) << isa_name(isa) << " row " << jj << " changed";
-            continue;
-          }
-          const auto* xb = reinterpret_cast<const BlockQ8_0*>(xq.data()) + i * (k / 32) + b;
-          const double want = static_cast<double>(f16_to_f32(xb->d)) * f16_to_f32(dwh) * xb->qs[t] * delta;
-          EXPECT_NEAR(y1[i * n + j] - y0[i * n + j], want, 1e-4 * (std::fabs(y0[i * n + j]) + std::fabs(want)) + 1e-6)
-              << isa_name(isa) << " " << dtype_name(dt);
-          EXPECT_NE(want, 0.0);
+    for (DType dt : kQTypes)
+      for (int64_t b : {2, 13, 17}) {  // block of row 5: in the group (twice), in the tail
+        set_isa(isa);
+        const int64_t m = 2, n = 9, k = 640, nb = k / 32;
+        QWeight w = make_qweight(dt, n, k, 31);
+        auto x = random_vec(static_cast<size_t>(m * k), 32);
+        auto y0 = run(x, m, w, nullptr);
+        const int64_t j = 5, t = b == 13 ? 20 : 7;  // element 7: low nibble for Q4_0; 20: high nibble
+        std::vector<uint8_t> plain = plain_rows(dt, w.bytes, n, k);
+        uint8_t* blk = plain.data() + j * dtype_row_bytes(dt, k) + b * quant_block_bytes(dt);
+        uint16_t dwh;
+        std::memcpy(&dwh, blk, 2);
+        int delta;
+        if (dt == DType::Q8_0) {
+          int8_t v;
+          std::memcpy(&v, blk + 2 + t, 1);
+          delta = v > 0 ? -50 : 50;
+          v = static_cast<int8_t>(v + delta);
+          std::memcpy(blk + 2 + t, &v, 1);
+        } else {
+          const int sh = t < 16 ? 0 : 4, i = t % 16;
+          const int q = (blk[2 + i] >> sh) & 0x0F;
+          delta = q >= 8 ? -5 : 5;
+          blk[2 + i] = static_cast<uint8_t>((blk[2 + i] & ~(0x0F << sh)) | ((q + delta) << sh));
         }
-    }
+        w.bytes = interleaved_rows(dt, plain, n, k);
+        auto y1 = run(x, m, w, nullptr);
+        std::vector<uint8_t> xq(dtype_nbytes(DType::Q8_0, m * k));
+        quantize_rows(DType::Q8_0, x.data(), m, k, xq.data());
+        xq = plain_rows(DType::Q8_0, xq, m, k);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t jj = 0; jj < n; ++jj) {
+            if (jj != j) {
+              EXPECT_EQ(y1[i * n + jj], y0[i * n + jj]) << isa_name(isa) << " row " << jj << " changed";
+              continue;
+            }
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(xq.data()) + i * nb + b;
+            const double want = static_cast<double>(f16_to_f32(xb->d)) * f16_to_f32(dwh) * xb->qs[t] * delta;
+            EXPECT_NEAR(y1[i * n + j] - y0[i * n + j], want, 1e-4 * (std::fabs(y0[i * n + j]) + std::fabs(want)) + 1e-6)
+                << isa_name(isa) << " " << dtype_name(dt) << " block " << b;
+            EXPECT_NE(want, 0.0);
+          }
+      }
 }
 
 // The decode kernel (m < 4) at the edges of its blocking: k = 32 (only a partial group), one
@@ -532,9 +591,8 @@ TEST(QuantLinear, DecodeBlockingAndSplits) {
 }
 
 // Q4_0 at the largest block sums: every nibble 15 (or 0) against activations that quantize to
-// +-127, so each 4-block lane of the decode kernel holds 8 * 15 * 127 and its first tree level
-// 16 * 15 * 127 = 30480 (its int16 packing must not saturate; a full block, 60960, would). Every
-// block has its own scale (a mixed-up scale order fails too).
+// +-127, so a block's int32 lane holds 32 * 15 * 127 = 60960 (an int16 step anywhere would
+// saturate). Every block has its own scale (a mixed-up scale order fails too).
 TEST(QuantLinear, Q4ExtremeBlockSums) {
   IsaGuard g;
   VariantGuard vg;
@@ -553,6 +611,7 @@ TEST(QuantLinear, Q4ExtremeBlockSums) {
       if (j == 4 && b == 3) q = 0x00;
       std::memset(p + 2, q, 16);
     }
+  w.bytes = interleaved_rows(DType::Q4_0, w.bytes, n, k);
   const int64_t m = 3;
   std::vector<float> x(static_cast<size_t>(m * k));
   for (int64_t t = 0; t < k; ++t) {
@@ -577,7 +636,7 @@ TEST(QuantLinear, Q4ExtremeBlockSums) {
 // Weight level -128 (a valid Q8_0 byte, never produced by the quantizer) and +127 extremes.
 TEST(QuantLinear, ExtremeLevels) {
   IsaGuard g;
-  const int64_t n = 5, k = 256;
+  const int64_t n = 5, k = 544;  // a group and a plain block per row
   QWeight w{DType::Q8_0, n, k, std::vector<uint8_t>(dtype_nbytes(DType::Q8_0, n * k))};
   for (int64_t blk = 0; blk < n * k / 32; ++blk) {
     uint8_t* p = w.bytes.data() + blk * 34;
@@ -585,6 +644,7 @@ TEST(QuantLinear, ExtremeLevels) {
     std::memcpy(p, &d, 2);
     for (int t = 0; t < 32; ++t) p[2 + t] = static_cast<uint8_t>((blk + t) % 3 == 0 ? 0x80 : (t % 2 ? 0x7F : 0x81));
   }
+  w.bytes = interleaved_rows(DType::Q8_0, w.bytes, n, k);
   std::vector<float> x(static_cast<size_t>(3 * k));
   for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f) * (1.0f + static_cast<float>(i % 7));
   QRef ref = quant_linear_double(x, 3, w, nullptr);

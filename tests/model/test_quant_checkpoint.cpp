@@ -4,6 +4,7 @@
 // clear error per kind of damaged quantized folder.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -269,6 +270,26 @@ std::string load_damaged(const fs::path& scratch, const std::string& what,
   return error_of([&] { Checkpoint::load(dir); });
 }
 
+// Version-1 files hold rows as plain llama.cpp blocks (GGUF order): converted at load, they are the
+// same weights as quantizing at load (rows of 33 blocks: two interleaved groups and a plain one).
+TEST(QuantStored, PlainBlockRowsConvertToTheInterleavedLayout) {
+  const int64_t n = 5, k = 33 * 32;
+  Tensor w = Tensor::empty({n, k}, DType::F32);
+  for (int64_t i = 0; i < n * k; ++i) w.data<float>()[i] = std::sin(0.37f * static_cast<float>(i)) * (1 + i % 7);
+  for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+    Tensor plain = Tensor::empty({n, k}, dt);  // block by block: llama.cpp order
+    const size_t bb = quant_block_bytes(dt);
+    for (int64_t b = 0; b < n * k / 32; ++b)
+      kernels::quantize_rows(dt, w.data<float>() + b * 32, 1, 32, static_cast<uint8_t*>(plain.raw()) + b * bb);
+    const Tensor at_load = quantize_weight(w, dt, 1);
+    const Tensor converted = quant_from_plain_blocks(plain);
+    EXPECT_TRUE(bytes_of(converted) == bytes_of(at_load)) << dtype_name(dt);
+    EXPECT_FALSE(bytes_of(plain) == bytes_of(at_load)) << dtype_name(dt) << ": the layouts must differ here";
+    const Tensor a = dequantize_weight(converted), b = dequantize_weight(at_load);
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << dtype_name(dt);
+  }
+}
+
 TEST(QuantStored, DamagedFoldersGiveClearErrors) {
   const fs::path d = test::scratch_dir("model");
   const std::string up = weight_names::text_layer(1) + "mlp.up_proj.weight";  // Q4_0 [128, 64] -> U8 [128, 36]
@@ -313,6 +334,12 @@ TEST(QuantStored, DamagedFoldersGiveClearErrors) {
   });
   EXPECT_NE(e.find("has shape [2, 32], expected [64]"), std::string::npos) << e;
   EXPECT_NE(e.find("not a weight that may be block-quantized"), std::string::npos) << e;
+
+  // Metadata version 1 (plain llama.cpp block order, before the interleaved layout) still loads;
+  // an unknown version does not.
+  EXPECT_EQ(load_damaged(d, "version1", [](auto&, json& q) { q["version"] = 1; }), "");
+  e = load_damaged(d, "version3", [](auto&, json& q) { q["version"] = 3; });
+  EXPECT_NE(e.find("unsupported version 3 (this build reads versions 1 and 2)"), std::string::npos) << e;
 
   // A U8 tensor the metadata does not describe: not a float weight.
   e = load_damaged(d, "undescribed", [&](auto&, json& q) { q["tensors"].erase(up); });

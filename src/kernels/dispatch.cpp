@@ -196,7 +196,8 @@ WeightRef weight_ref(const Tensor& w) {
   return r;
 }
 
-void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+namespace {
+void check_linear(const float* x, int64_t m, const WeightRef& w, const float* y) {
   QWEN3VL_CHECK(m >= 0 && w.n >= 0 && w.k >= 0,
                 "linear: negative size (m " + std::to_string(m) + ", n " + std::to_string(w.n) + ", k " +
                     std::to_string(w.k) + ")");
@@ -209,11 +210,27 @@ void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, fl
   check_ptr(x, m * w.k, "linear", "x");
   check_ptr(w.data, w.n * w.k, "linear", "weight");
   check_ptr(y, m * w.n, "linear", "y");
+}
+}  // namespace
+
+void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
+  check_linear(x, m, w, y);
   if (m == 0 || w.n == 0) return;
   const detail::OpTable& t = table();
   if (dtype_is_quantized(w.dtype)) return t.linear_quant(x, m, w, bias, y);
   if (w.dtype != DType::F32 && matmul_precision() == MatmulPrecision::BF16) return t.linear_bf16(x, m, w, bias, y);
   t.linear(x, m, w, bias, y);
+}
+
+void linear_multi(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) {
+  QWEN3VL_CHECK(count >= 0 && (count == 0 || (w != nullptr && y != nullptr)), "linear_multi: bad weight list");
+  bool fused = count > 1 && m > 0 && table().linear_quant_multi != nullptr;
+  for (int i = 0; i < count; ++i) {
+    check_linear(x, m, w[i], y[i]);
+    fused = fused && dtype_is_quantized(w[i].dtype) && w[i].dtype == w[0].dtype && w[i].k == w[0].k && w[i].n > 0;
+  }
+  if (fused) return table().linear_quant_multi(x, m, w, y, count);
+  for (int i = 0; i < count; ++i) linear(x, m, w[i], nullptr, y[i]);
 }
 
 void layer_norm(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps, float* y) {

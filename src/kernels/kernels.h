@@ -57,6 +57,11 @@ WeightRef weight_ref(const Tensor& w);
 // y[m, n] = sum_k x[m, k] * W[n, k] (+ bias[n]). x, y, bias are f32; accumulation in f32.
 // Products follow matmul_precision() (above).
 void linear(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+// y[i] = linear(x, m, w[i], no bias) for `count` weights that share x and k (q/k/v_proj,
+// gate/up_proj): the same bits as `count` linear() calls. Block-quantized decode (AVX-512)
+// quantizes x once and streams the rows of all the weights with one thread team (one join
+// instead of `count`); everything else runs the calls one after the other.
+void linear_multi(const float* x, int64_t m, const WeightRef* w, float* const* y, int count);
 
 // y = (x - mean) / sqrt(var + eps) * w + b over the last dim D, per row; computed in f32.
 void layer_norm(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps, float* y);

@@ -31,6 +31,8 @@ struct OpTable {
   // attention_bf16 reads AttentionArgs::k_bf16 / v_bf16 itself; when false, dispatch.cpp widens
   // bf16 K/V to f32 buffers first.
   bool attention_bf16_kv = false;
+  // linear_multi for Q8_0/Q4_0 weights of one dtype and k (nullptr: dispatch.cpp loops linear_quant).
+  void (*linear_quant_multi)(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) = nullptr;
 };
 
 // The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
@@ -60,6 +62,7 @@ void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const flo
 void linear_quant_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_quant_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_quant_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+void linear_quant_multi_avx512(const float* x, int64_t m, const WeightRef* w, float* const* y, int count);
 
 // Attention per ISA (attention_*.cpp or the ISA file).
 void attention_scalar(const AttentionArgs& a);

@@ -33,6 +33,8 @@ constexpr int64_t kGemmM = 4;
 std::atomic<int64_t> g_gemm_min_m{kGemmM};
 // Work (multiply-adds) below which a call stays single-threaded.
 constexpr int64_t kParallelMacs = 1 << 17;
+// Most weights one linear_quant_multi_avx512 call fuses (q/k/v_proj: 3).
+constexpr int kMaxMulti = 4;
 
 template <typename T>
 struct Buf {
@@ -264,7 +266,8 @@ inline __m512 group_term(const uint8_t* grp, const int8_t* x, const int32_t* cor
     const __m512i m4 = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) {
-      const __m512i v = _mm512_loadu_si512(grp + 32 + 64 * p);
+      __m512i v = _mm512_loadu_si512(grp + 32 + 64 * p);
+      asm("" : "+v"(v));  // one load for both nibble masks (the compiler would fold it into each)
       s0 = dot_u8s8<VNNI>(s0, _mm512_and_si512(v, m4), _mm512_load_si512(x + 64 * p));
       if constexpr (VNNI)  // the high nibbles in place (16 q): no shift per piece, one per group
         s1 = dot_u8s8<VNNI>(s1, _mm512_andnot_si512(m4, v), _mm512_load_si512(x + 64 * (p + 4)));
@@ -306,13 +309,13 @@ inline __m512 reduce16(const __m512* v) {
 
 template <bool VNNI, bool Q8, bool SIGN>
 void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int64_t jb, int64_t je,
-                 const float* bias, float* y, int64_t n) {
+                 const float* bias, float* y, int64_t n, bool prologue) {
   constexpr DType DT = Q8 ? DType::Q8_0 : DType::Q4_0;
   constexpr int64_t BB = Q8 ? 34 : 18, GB = kGroup * BB;  // bytes per block / group
   constexpr int RB = 16;  // W rows per batch (one reduce16)
   const int64_t nb = k / 32, groups = dx.groups, row_bytes = nb * BB, full = nb / kGroup;
   alignas(64) uint8_t tail[GB];  // a row's last nb % 16 blocks as a zero-padded group
-  {  // the first kPrefetch bytes of this thread's rows (the loop prefetches the rest)
+  if (prologue) {  // the first kPrefetch bytes of a new run of rows (the loop prefetches the rest)
     const char* p0 = reinterpret_cast<const char*>(w + jb * row_bytes);
     const int64_t bytes = (je - jb) * row_bytes < kPrefetch ? (je - jb) * row_bytes : kPrefetch;
     for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p0 + o, _MM_HINT_T0);
@@ -354,27 +357,45 @@ void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int6
   }
 }
 
-constexpr int64_t kDecodeBlock = 64;  // W rows per dynamically scheduled decode block
+constexpr int64_t kDecodeUnit = 16;  // W rows per scheduling unit (one reduce16 batch)
 
+// y[i] = x w[i]^T (+ bias[i]) for `count` weights sharing x and k: x prepared once, one thread
+// team over the rows of all of them. Units of 16 rows are handed out guided: each thread first
+// takes a long contiguous run (one prefetch stream), then shorter ones, down to single units at
+// the end, so no thread idles at the join for longer than one unit (a dynamic split into 64-row
+// blocks, and before it a static split, left one thread waiting while the other streamed).
+// Rows do not depend on the split.
 template <bool VNNI, bool Q8>
-void decode(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y, int nt) {
+void decode(const float* x, int64_t m, const WeightRef* w, const float* const* bias, float* const* y, int count,
+            int nt) {
   constexpr bool SIGN = Q8 && !VNNI;
   static thread_local Buf<int8_t> qbuf;
   static thread_local Buf<int32_t> cbuf;
   static thread_local Buf<float> dbuf;
   DecodeX dx;
-  prepare_decode_x<Q8, SIGN>(x, m, w.k, &dx, qbuf, cbuf, dbuf);
-  const auto* wb = static_cast<const uint8_t*>(w.data);
-  const int64_t n = w.n;
-  if (nt > n) nt = static_cast<int>(n);
-  if (nt <= 1) return decode_rows<VNNI, Q8, SIGN>(dx, m, w.k, wb, 0, n, bias, y, n);
-  // Blocks of kDecodeBlock rows handed out dynamically (a static split left one thread waiting
-  // at the join while the other still streamed); rows do not depend on the split.
-  const int64_t nblk = (n + kDecodeBlock - 1) / kDecodeBlock;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t b = 0; b < nblk; ++b) {
-    const int64_t jb = b * kDecodeBlock, je = jb + kDecodeBlock < n ? jb + kDecodeBlock : n;
-    decode_rows<VNNI, Q8, SIGN>(dx, m, w.k, wb, jb, je, bias, y, n);
+  const int64_t k = w[0].k;
+  prepare_decode_x<Q8, SIGN>(x, m, k, &dx, qbuf, cbuf, dbuf);
+  if (nt <= 1) {
+    for (int i = 0; i < count; ++i)
+      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), 0, w[i].n, bias[i], y[i], w[i].n,
+                                  true);
+    return;
+  }
+  int64_t first[kMaxMulti + 1] = {0};  // first unit of each weight
+  for (int i = 0; i < count; ++i) first[i + 1] = first[i] + (w[i].n + kDecodeUnit - 1) / kDecodeUnit;
+  const int64_t units = first[count];
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t prev = -2;  // this thread's last unit: the next one continues its prefetch stream
+#pragma omp for schedule(guided) nowait
+    for (int64_t u = 0; u < units; ++u) {
+      int i = 0;
+      while (u >= first[i + 1]) ++i;
+      const int64_t n = w[i].n, jb = (u - first[i]) * kDecodeUnit, je = jb + kDecodeUnit < n ? jb + kDecodeUnit : n;
+      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), jb, je, bias[i], y[i], n,
+                                  u != prev + 1 || jb == 0);
+      prev = u;
+    }
   }
 }
 
@@ -684,8 +705,23 @@ void linear_quant_avx512(const float* x, int64_t m, const WeightRef& w, const fl
     return;
   }
   if (vnni && m >= g_gemm_min_m.load(std::memory_order_relaxed)) return q8 ? gemm<true>(x, m, w, bias, y, nt) : gemm<false>(x, m, w, bias, y, nt);
-  if (vnni) return q8 ? decode<true, true>(x, m, w, bias, y, nt) : decode<true, false>(x, m, w, bias, y, nt);
-  return q8 ? decode<false, true>(x, m, w, bias, y, nt) : decode<false, false>(x, m, w, bias, y, nt);
+  if (vnni) return q8 ? decode<true, true>(x, m, &w, &bias, &y, 1, nt) : decode<true, false>(x, m, &w, &bias, &y, 1, nt);
+  return q8 ? decode<false, true>(x, m, &w, &bias, &y, 1, nt) : decode<false, false>(x, m, &w, &bias, &y, 1, nt);
+}
+
+void linear_quant_multi_avx512(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) {
+  const bool q8 = w[0].dtype == DType::Q8_0;
+  int64_t rows = 0;
+  for (int i = 0; i < count; ++i) rows += w[i].n;
+  const int nt = m * rows * w[0].k >= kParallelMacs ? threads() : 1;
+  const bool vnni = cpu_has_avx512_vnni() && g_vnni_enabled.load(std::memory_order_relaxed);
+  if (nt <= 1 || count > kMaxMulti || w[0].k == 0 || (vnni && m >= g_gemm_min_m.load(std::memory_order_relaxed))) {
+    for (int i = 0; i < count; ++i) linear_quant_avx512(x, m, w[i], nullptr, y[i]);
+    return;
+  }
+  const float* const bias[kMaxMulti] = {};
+  if (vnni) return q8 ? decode<true, true>(x, m, w, bias, y, count, nt) : decode<true, false>(x, m, w, bias, y, count, nt);
+  return q8 ? decode<false, true>(x, m, w, bias, y, count, nt) : decode<false, false>(x, m, w, bias, y, count, nt);
 }
 
 }  // namespace qwen3vl::kernels::detail

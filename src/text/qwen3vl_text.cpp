@@ -281,7 +281,7 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
                                    float* out) const {
   const int64_t p0 = cache.length();
   const int64_t qdim = heads_ * head_dim_, kvdim = kv_heads_ * head_dim_;
-  Tensor proj = Tensor::empty({S, qdim});   // q_proj(x), then k_proj(x)
+  Tensor proj = Tensor::empty({S, qdim});   // q_proj(x) (emulated: then k_proj(x))
   Tensor q = Tensor::empty({S, heads_, head_dim_});
   // New keys/values go straight into the cache rows [p0, p0 + S) of an F32 cache, or through
   // f32 scratch rows that are then rounded into a BF16 cache.
@@ -292,14 +292,23 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
   float* v_cache = kv_bf16 ? kv_scratch.data<float>() + S * kvdim : cache.v(layer_idx_) + p0 * kvdim;
 
   // query_states = q_norm(q_proj(x).view(S, H, hd))
-  const DType em = emulate_;
-  linear_as(x, S, q_proj_, proj.data<float>(), em);
-  q_norm_.forward(proj.data<float>(), S * heads_, q.data<float>());
   // key_states = k_norm(k_proj(x).view(S, K, hd)) -> straight into the cache
-  linear_as(x, S, k_proj_, proj.data<float>(), em);
-  k_norm_.forward(proj.data<float>(), S * kv_heads_, k_cache);
   // value_states = v_proj(x).view(S, K, hd) -> cache
-  linear_as(x, S, v_proj_, v_cache, em);
+  const DType em = emulate_;
+  if (em == DType::F32) {  // the three projections of x in one call (one pass for quantized decode)
+    Tensor kproj = Tensor::empty({S, kvdim});
+    const kernels::WeightRef w[3] = {q_proj_, k_proj_, v_proj_};
+    float* const y[3] = {proj.data<float>(), kproj.data<float>(), v_cache};
+    kernels::linear_multi(x, S, w, y, 3);
+    q_norm_.forward(proj.data<float>(), S * heads_, q.data<float>());
+    k_norm_.forward(kproj.data<float>(), S * kv_heads_, k_cache);
+  } else {
+    linear_as(x, S, q_proj_, proj.data<float>(), em);
+    q_norm_.forward(proj.data<float>(), S * heads_, q.data<float>());
+    linear_as(x, S, k_proj_, proj.data<float>(), em);
+    k_norm_.forward(proj.data<float>(), S * kv_heads_, k_cache);
+    linear_as(x, S, v_proj_, v_cache, em);
+  }
   // apply_rotary_pos_emb(q, k, cos, sin)
   if (em == DType::F32) {
     kernels::rope_rotate_half(q.data<float>(), S, qdim, heads_, head_dim_, cos, sin);
@@ -371,8 +380,14 @@ void Qwen3VLTextMLP::forward(const float* x, int64_t S, float* out) const {
   Tensor up = Tensor::empty({rows, intermediate_});
   for (int64_t r0 = 0; r0 < S; r0 += chunk) {
     const int64_t m = std::min(chunk, S - r0);
-    linear_as(x + r0 * hidden_, m, gate_proj_, gate.data<float>(), emulate_);
-    linear_as(x + r0 * hidden_, m, up_proj_, up.data<float>(), emulate_);
+    if (emulate_ == DType::F32) {  // gate_proj(x), up_proj(x) in one call
+      const kernels::WeightRef w[2] = {gate_proj_, up_proj_};
+      float* const y[2] = {gate.data<float>(), up.data<float>()};
+      kernels::linear_multi(x + r0 * hidden_, m, w, y, 2);
+    } else {
+      linear_as(x + r0 * hidden_, m, gate_proj_, gate.data<float>(), emulate_);
+      linear_as(x + r0 * hidden_, m, up_proj_, up.data<float>(), emulate_);
+    }
     // act_fn(gate_proj(x)) * up_proj(x)
     const int64_t n = m * intermediate_;
     if (emulate_ == DType::F32) {

@@ -633,6 +633,38 @@ TEST(QuantLinear, Q4ExtremeBlockSums) {
   }
 }
 
+// linear_multi (q/k/v_proj, gate/up_proj in one call): the same bits as one linear() per weight,
+// for every variant (fused decode, GEMM, fallbacks), several thread counts, ragged n.
+TEST(QuantLinear, MultiEqualsSeparateCalls) {
+  IsaGuard g;
+  VariantGuard vg;
+  std::vector<Variant> variants = simd_variants();
+  variants.insert(variants.begin(), Variant{Isa::Scalar, "scalar", 0, true});
+  for (DType dt : kQTypes) {
+    const int64_t k = 544;
+    const QWeight a = make_qweight(dt, 67, k, 41), b = make_qweight(dt, 16, k, 42), c = make_qweight(dt, 33, k, 43);
+    const WeightRef ws[3] = {a.ref(), b.ref(), c.ref()};
+    for (int64_t m : {1, 2, 5}) {
+      auto x = random_vec(static_cast<size_t>(m * k), 44 + static_cast<uint32_t>(m), -3.0f, 3.0f);
+      for (const Variant& v : variants) {
+        apply(v);
+        for (int nt : {1, 2, 3}) {
+          set_num_threads(nt);
+          std::vector<float> ya(static_cast<size_t>(m * 67), NAN), yb(static_cast<size_t>(m * 16), NAN),
+              yc(static_cast<size_t>(m * 33), NAN);
+          float* const ys[3] = {ya.data(), yb.data(), yc.data()};
+          linear_multi(x.data(), m, ws, ys, 3);
+          const std::string what = v.label + " " + dtype_name(dt) + " m" + std::to_string(m) + " t" + std::to_string(nt);
+          EXPECT_EQ(std::memcmp(ya.data(), run(x, m, a, nullptr).data(), ya.size() * 4), 0) << what;
+          EXPECT_EQ(std::memcmp(yb.data(), run(x, m, b, nullptr).data(), yb.size() * 4), 0) << what;
+          EXPECT_EQ(std::memcmp(yc.data(), run(x, m, c, nullptr).data(), yc.size() * 4), 0) << what;
+          if (::testing::Test::HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 // Weight level -128 (a valid Q8_0 byte, never produced by the quantizer) and +127 extremes.
 TEST(QuantLinear, ExtremeLevels) {
   IsaGuard g;

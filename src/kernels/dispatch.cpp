@@ -230,6 +230,9 @@ void linear_multi(const float* x, int64_t m, const WeightRef* w, float* const* y
     fused = fused && dtype_is_quantized(w[i].dtype) && w[i].dtype == w[0].dtype && w[i].k == w[0].k && w[i].n > 0;
   }
   if (fused) return table().linear_quant_multi(x, m, w, y, count);
+  if (count > 1 && m > 0 && matmul_precision() == MatmulPrecision::BF16 && table().linear_bf16_multi &&
+      table().linear_bf16_multi(x, m, w, y, count))
+    return;
   for (int i = 0; i < count; ++i) linear(x, m, w[i], nullptr, y[i]);
 }
 

@@ -42,7 +42,8 @@ namespace {
 // m = 2, slower from m = 4; bench_gemm_bf16.cpp).
 constexpr int64_t kDpbf16MaxM = 2;
 constexpr int64_t kParallelMacs = 1 << 17;  // work below which an op stays single-threaded
-constexpr int64_t kGemvBlock = 64;          // W rows per dynamically scheduled GEMV block
+constexpr int64_t kGemvUnit = 16;           // W rows per GEMV scheduling unit (4 tiles of 4)
+constexpr int kMaxMulti = 4;                // most weights one fused GEMV call takes
 
 struct Buffer {
   void* p = nullptr;
@@ -172,21 +173,31 @@ void gemv_small_m(const uint16_t* xb, int64_t m, int64_t kp32, int64_t k, const 
   }
 }
 
-void gemv(const float* x, int64_t m, int64_t k, const uint16_t* w, int64_t n, const float* bias, float* y, int nt) {
+// y[i] = x w[i]^T (+ bias[i]) for `count` weights sharing x and k (m <= kDpbf16MaxM): x rounded
+// once; units of 16 rows of all the weights handed out guided (long contiguous runs first, single
+// units at the end: a static half each, and later 64-row dynamic blocks, left one thread spinning
+// at the join while the other still streamed, ~10% of decode time in libgomp's barrier, perf).
+// Every row is computed the same way whichever thread takes it.
+void gemv(const float* x, int64_t m, int64_t k, const uint16_t* const* w, const int64_t* n, const float* const* bias,
+          float* const* y, int count, int nt) {
   const int64_t kp32 = (k + 31) / 32 * 32;
   static thread_local Buffer xbuf;
   uint16_t* xb = xbuf.get<uint16_t>(static_cast<size_t>(m * kp32));
   for (int64_t i = 0; i < m; ++i) cvt_row_bf16(x + i * k, k, xb + i * kp32, kp32);
-  if (nt > (n + 3) / 4) nt = static_cast<int>((n + 3) / 4);
-  if (nt <= 1) return gemv_small_m(xb, m, kp32, k, w, 0, n, bias, y, n);
-  // Blocks of kGemvBlock rows handed out dynamically: a static half each left one thread
-  // spinning at the join while the other still streamed (~10% of decode time in libgomp's
-  // barrier, perf); every row is computed the same way whichever thread takes it.
-  const int64_t nblk = (n + kGemvBlock - 1) / kGemvBlock;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t b = 0; b < nblk; ++b) {
-    const int64_t jb = b * kGemvBlock, je = jb + kGemvBlock < n ? jb + kGemvBlock : n;
-    gemv_small_m(xb, m, kp32, k, w, jb, je, bias, y, n);
+  int64_t first[kMaxMulti + 1] = {0};  // first unit of each weight
+  for (int i = 0; i < count; ++i) first[i + 1] = first[i] + (n[i] + kGemvUnit - 1) / kGemvUnit;
+  const int64_t units = first[count];
+  if (nt > units) nt = static_cast<int>(units);
+  if (nt <= 1) {
+    for (int i = 0; i < count; ++i) gemv_small_m(xb, m, kp32, k, w[i], 0, n[i], bias[i], y[i], n[i]);
+    return;
+  }
+#pragma omp parallel for num_threads(nt) schedule(guided)
+  for (int64_t u = 0; u < units; ++u) {
+    int i = 0;
+    while (u >= first[i + 1]) ++i;
+    const int64_t jb = (u - first[i]) * kGemvUnit, je = jb + kGemvUnit < n[i] ? jb + kGemvUnit : n[i];
+    gemv_small_m(xb, m, kp32, k, w[i], jb, je, bias[i], y[i], n[i]);
   }
 }
 
@@ -196,10 +207,26 @@ void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const flo
   const int64_t n = w.n, k = w.k;
   if (w.dtype == DType::BF16 && m <= kDpbf16MaxM && k > 0 && cpu_has_avx512_bf16()) {
     const int nt = m * n * k >= kParallelMacs ? threads() : 1;
-    return gemv(x, m, k, static_cast<const uint16_t*>(w.data), n, bias, y, nt);
+    const uint16_t* wd = static_cast<const uint16_t*>(w.data);
+    return gemv(x, m, k, &wd, &n, &bias, &y, 1, nt);
   }
   // The f32 FMA kernels on bf16-rounded x; the GEMM rounds x while packing it (no rounded copy).
   linear_f32_round_x_bf16_avx512(x, m, w, bias, y);
+}
+
+bool linear_bf16_multi_avx512(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) {
+  if (count > kMaxMulti || m > kDpbf16MaxM || !cpu_has_avx512_bf16() || w[0].k == 0) return false;
+  const uint16_t* wd[kMaxMulti];
+  int64_t n[kMaxMulti], rows = 0;
+  const float* const bias[kMaxMulti] = {};
+  for (int i = 0; i < count; ++i) {
+    if (w[i].dtype != DType::BF16 || w[i].k != w[0].k) return false;
+    wd[i] = static_cast<const uint16_t*>(w[i].data);
+    n[i] = w[i].n;
+    rows += w[i].n;
+  }
+  gemv(x, m, w[0].k, wd, n, bias, y, count, m * rows * w[0].k >= kParallelMacs ? threads() : 1);
+  return true;
 }
 
 }  // namespace qwen3vl::kernels::detail

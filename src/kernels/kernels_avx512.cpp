@@ -528,6 +528,7 @@ const OpTable& avx512_table() {
     o.linear_bf16 = linear_bf16_avx512;  // checks cpu_has_avx512_bf16() itself
     o.linear_quant = linear_quant_avx512;
     o.linear_quant_multi = linear_quant_multi_avx512;
+    o.linear_bf16_multi = linear_bf16_multi_avx512;
     o.layer_norm = layer_norm_avx512;
     o.rms_norm = rms_norm_avx512;
     o.gelu_tanh = gelu_tanh_avx512;

@@ -33,6 +33,8 @@ struct OpTable {
   bool attention_bf16_kv = false;
   // linear_multi for Q8_0/Q4_0 weights of one dtype and k (nullptr: dispatch.cpp loops linear_quant).
   void (*linear_quant_multi)(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) = nullptr;
+  // linear_multi at BF16 precision; returns false (nothing done) where it does not fuse.
+  bool (*linear_bf16_multi)(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) = nullptr;
 };
 
 // The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
@@ -58,6 +60,7 @@ void linear_f32_round_x_bf16_avx512(const float* x, int64_t m, const WeightRef& 
 void linear_bf16_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_bf16_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_bf16_avx512(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
+bool linear_bf16_multi_avx512(const float* x, int64_t m, const WeightRef* w, float* const* y, int count);
 // Q8_0 / Q4_0 weights: quant_scalar.cpp, quant_avx2.cpp, quant_avx512.cpp (VNNI where present).
 void linear_quant_scalar(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);
 void linear_quant_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y);

@@ -208,6 +208,41 @@ TEST(LinearBf16, ThreadCountDoesNotChangeResults) {
   }
 }
 
+// linear_multi (q/k/v_proj, gate/up_proj in one call): the same bits as one linear() per weight
+// at both precisions, every ISA, m = 1, 2 (fused vdpbf16ps GEMV) and 3 (separate calls), 1-3
+// threads, ragged n, and a mixed-dtype list (not fused).
+TEST(LinearBf16, MultiEqualsSeparateCalls) {
+  IsaGuard g;
+  const int64_t k = 520;
+  const TestWeight a = make_weight(DType::BF16, 301, k, 81), b = make_weight(DType::BF16, 16, k, 82),
+                   c = make_weight(DType::BF16, 45, k, 83), h = make_weight(DType::F16, 45, k, 84);
+  for (MatmulPrecision p : {MatmulPrecision::BF16, MatmulPrecision::F32}) {
+    PrecisionGuard pg(p);
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      for (bool mixed : {false, true}) {
+        const TestWeight& last = mixed ? h : c;
+        const WeightRef ws[3] = {a.ref(), b.ref(), last.ref()};
+        for (int64_t m : {1, 2, 3})
+          for (int nt : {1, 2, 3}) {
+            set_num_threads(nt);
+            auto x = random_vec(static_cast<size_t>(m * k), 85 + static_cast<uint32_t>(m));
+            std::vector<float> ya(static_cast<size_t>(m * 301), NAN), yb(static_cast<size_t>(m * 16), NAN),
+                yc(static_cast<size_t>(m * 45), NAN);
+            float* const ys[3] = {ya.data(), yb.data(), yc.data()};
+            linear_multi(x.data(), m, ws, ys, 3);
+            const std::string what = std::string(isa_name(isa)) + (p == MatmulPrecision::BF16 ? " bf16" : " f32") +
+                                     (mixed ? " mixed" : "") + " m" + std::to_string(m) + " t" + std::to_string(nt);
+            EXPECT_EQ(ya, run_linear(x, m, a, nullptr)) << what;
+            EXPECT_EQ(yb, run_linear(x, m, b, nullptr)) << what;
+            EXPECT_EQ(yc, run_linear(x, m, last, nullptr)) << what;
+            if (::testing::Test::HasFailure()) return;
+          }
+      }
+    }
+  }
+}
+
 // The routing is real: with x not representable in bf16, BF16 precision matches exact math of
 // the ROUNDED x and is measurably far (beyond the f32 error bound) from exact math of x itself,
 // which is what F32 precision matches. Run on every ISA.

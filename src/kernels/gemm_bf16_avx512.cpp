@@ -29,6 +29,7 @@
 #pragma GCC diagnostic pop
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
@@ -174,10 +175,10 @@ void gemv_small_m(const uint16_t* xb, int64_t m, int64_t kp32, int64_t k, const 
 }
 
 // y[i] = x w[i]^T (+ bias[i]) for `count` weights sharing x and k (m <= kDpbf16MaxM): x rounded
-// once; units of 16 rows of all the weights handed out guided (long contiguous runs first, single
-// units at the end: a static half each, and later 64-row dynamic blocks, left one thread spinning
-// at the join while the other still streamed, ~10% of decode time in libgomp's barrier, perf).
-// Every row is computed the same way whichever thread takes it.
+// once; units of 16 rows of all the weights chunked by run_chunked (long contiguous runs first,
+// single units at the end: a static half each, and later 64-row dynamic blocks, left one thread
+// spinning at the join while the other still streamed, ~10% of decode time in libgomp's barrier,
+// perf). Every row is computed the same way whichever thread takes it.
 void gemv(const float* x, int64_t m, int64_t k, const uint16_t* const* w, const int64_t* n, const float* const* bias,
           float* const* y, int count, int nt) {
   const int64_t kp32 = (k + 31) / 32 * 32;
@@ -192,13 +193,12 @@ void gemv(const float* x, int64_t m, int64_t k, const uint16_t* const* w, const 
     for (int i = 0; i < count; ++i) gemv_small_m(xb, m, kp32, k, w[i], 0, n[i], bias[i], y[i], n[i]);
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(guided)
-  for (int64_t u = 0; u < units; ++u) {
-    int i = 0;
-    while (u >= first[i + 1]) ++i;
-    const int64_t jb = (u - first[i]) * kGemvUnit, je = jb + kGemvUnit < n[i] ? jb + kGemvUnit : n[i];
-    gemv_small_m(xb, m, kp32, k, w[i], jb, je, bias[i], y[i], n[i]);
-  }
+  run_chunked(units, nt, [&](int64_t u0, int64_t u1) {
+    for (int i = 0; i < count; ++i) {  // the part of [u0, u1) in weight i: one run of rows
+      const int64_t a = std::max(u0, first[i]) - first[i], b = std::min(u1, first[i + 1]) - first[i];
+      if (a < b) gemv_small_m(xb, m, kp32, k, w[i], a * kGemvUnit, std::min(b * kGemvUnit, n[i]), bias[i], y[i], n[i]);
+    }
+  });
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // Not part of the op interface (model code includes kernels.h only).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/kernels.h"
@@ -46,6 +48,25 @@ const OpTable& avx512_table();
 
 // Thread count for the ops (>= 1); see set_num_threads().
 int threads();
+
+// Runs f(u0, u1) over the units [0, units) on nt threads, each taking chunks from a shared counter:
+// 1 / (4 nt) of the units still left (at least one), so a thread first streams a long contiguous
+// run, then shorter ones, down to single units at the end. No chunk is so large that a thread
+// running slower than the other (a busy neighbour on a VM) holds up the join: OpenMP's guided
+// schedule hands out half of the work at once, and there the threads of a decode GEMV finished
+// 20 us apart on average (6.6% of the region time, measured on the Q4_0 2B decoder).
+template <typename F>
+void run_chunked(int64_t units, int nt, const F& f) {
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(nt)
+  for (;;) {
+    const int64_t left = units - next.load(std::memory_order_relaxed);
+    const int64_t c = std::max<int64_t>(1, left / (4 * static_cast<int64_t>(nt)));
+    const int64_t u0 = next.fetch_add(c, std::memory_order_relaxed);
+    if (u0 >= units) break;
+    f(u0, std::min(units, u0 + c));
+  }
+}
 
 // ---- linear() variants, routed by the ISA tables' linear entry (see route_linear) ----
 // f32 FMA path of each ISA (linear_simd.inc / scalar linear).

@@ -309,13 +309,13 @@ inline __m512 reduce16(const __m512* v) {
 
 template <bool VNNI, bool Q8, bool SIGN>
 void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int64_t jb, int64_t je,
-                 const float* bias, float* y, int64_t n, bool prologue) {
+                 const float* bias, float* y, int64_t n) {
   constexpr DType DT = Q8 ? DType::Q8_0 : DType::Q4_0;
   constexpr int64_t BB = Q8 ? 34 : 18, GB = kGroup * BB;  // bytes per block / group
   constexpr int RB = 16;  // W rows per batch (one reduce16)
   const int64_t nb = k / 32, groups = dx.groups, row_bytes = nb * BB, full = nb / kGroup;
   alignas(64) uint8_t tail[GB];  // a row's last nb % 16 blocks as a zero-padded group
-  if (prologue) {  // the first kPrefetch bytes of a new run of rows (the loop prefetches the rest)
+  {  // the first kPrefetch bytes of this run of rows (the loop prefetches the rest)
     const char* p0 = reinterpret_cast<const char*>(w + jb * row_bytes);
     const int64_t bytes = (je - jb) * row_bytes < kPrefetch ? (je - jb) * row_bytes : kPrefetch;
     for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p0 + o, _MM_HINT_T0);
@@ -360,11 +360,8 @@ void decode_rows(const DecodeX& dx, int64_t m, int64_t k, const uint8_t* w, int6
 constexpr int64_t kDecodeUnit = 16;  // W rows per scheduling unit (one reduce16 batch)
 
 // y[i] = x w[i]^T (+ bias[i]) for `count` weights sharing x and k: x prepared once, one thread
-// team over the rows of all of them. Units of 16 rows are handed out guided: each thread first
-// takes a long contiguous run (one prefetch stream), then shorter ones, down to single units at
-// the end, so no thread idles at the join for longer than one unit (a dynamic split into 64-row
-// blocks, and before it a static split, left one thread waiting while the other streamed).
-// Rows do not depend on the split.
+// team over the rows of all of them in units of 16 rows, chunked by run_chunked (long runs
+// first, single units at the end). Rows do not depend on the split.
 template <bool VNNI, bool Q8>
 void decode(const float* x, int64_t m, const WeightRef* w, const float* const* bias, float* const* y, int count,
             int nt) {
@@ -377,26 +374,21 @@ void decode(const float* x, int64_t m, const WeightRef* w, const float* const* b
   prepare_decode_x<Q8, SIGN>(x, m, k, &dx, qbuf, cbuf, dbuf);
   if (nt <= 1) {
     for (int i = 0; i < count; ++i)
-      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), 0, w[i].n, bias[i], y[i], w[i].n,
-                                  true);
+      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), 0, w[i].n, bias[i], y[i], w[i].n);
     return;
   }
   int64_t first[kMaxMulti + 1] = {0};  // first unit of each weight
   for (int i = 0; i < count; ++i) first[i + 1] = first[i] + (w[i].n + kDecodeUnit - 1) / kDecodeUnit;
   const int64_t units = first[count];
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t prev = -2;  // this thread's last unit: the next one continues its prefetch stream
-#pragma omp for schedule(guided) nowait
-    for (int64_t u = 0; u < units; ++u) {
-      int i = 0;
-      while (u >= first[i + 1]) ++i;
-      const int64_t n = w[i].n, jb = (u - first[i]) * kDecodeUnit, je = jb + kDecodeUnit < n ? jb + kDecodeUnit : n;
-      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), jb, je, bias[i], y[i], n,
-                                  u != prev + 1 || jb == 0);
-      prev = u;
+  run_chunked(units, nt, [&](int64_t u0, int64_t u1) {
+    for (int i = 0; i < count; ++i) {  // the part of [u0, u1) in weight i: one run of rows
+      const int64_t a = std::max(u0, first[i]) - first[i], b = std::min(u1, first[i + 1]) - first[i];
+      if (a >= b) continue;
+      const int64_t n = w[i].n, je = b * kDecodeUnit < n ? b * kDecodeUnit : n;
+      decode_rows<VNNI, Q8, SIGN>(dx, m, k, static_cast<const uint8_t*>(w[i].data), a * kDecodeUnit, je, bias[i], y[i],
+                                  n);
     }
-  }
+  });
 }
 
 // ---- prefill: int8 VNNI GEMM ----------------------------------------------------------------

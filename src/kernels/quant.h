@@ -1,5 +1,6 @@
-// Block quantization of weights (DType::Q8_0 / Q4_0, layouts in core/quant.h). Scalar,
-// deterministic, llama.cpp's reference rounding: the same f32 input gives the same bytes as
+// Block quantization of weights (DType::Q8_0 / Q4_0, blocks and the interleaved row layout in
+// core/quant.h: quantize_rows writes it, dequantize_rows and linear() read it). Scalar,
+// deterministic, llama.cpp's reference rounding: the same f32 input gives the same blocks as
 // llama.cpp's quantize_row_q8_0_ref / quantize_row_q4_0_ref (and gguf-py's gguf.quants.quantize;
 // tests/fixtures/quant pins this, tools/reference/quant_fixtures.py writes the fixtures).
 // Q4_0's x * id + 8.5 is computed with the product rounded to f32 before the add (as gguf-py
@@ -32,7 +33,8 @@
 
 namespace qwen3vl::kernels {
 
-// Quantizes rows x[rows, k] (f32) to `dtype` (Q8_0 or Q4_0) into out (rows * row_bytes bytes).
+// Quantizes rows x[rows, k] (f32) to `dtype` (Q8_0 or Q4_0) into out (rows * row_bytes bytes),
+// in the interleaved row layout (core/quant.h; quant_row_to_blocks gives llama.cpp's order).
 // k must be a multiple of 32.
 void quantize_rows(DType dtype, const float* x, int64_t rows, int64_t k, void* out);
 // The same from bf16 source rows (uint16 bit patterns), widened exactly to f32 first.

@@ -159,22 +159,30 @@ inline uint16_t load_u16(const uint8_t* p) {
 
 // Stores the 16 x 8 dword matrix rw[row][group] transposed: group g's 16 rows (64 bytes) at
 // d + g * 64. Rows r and r + 8 share a zmm; a per-256-bit 8 x 8 transpose does both halves.
+// The first two stages of a dword transpose of N rows: per 128-bit chunk c, u[4i + j] holds the
+// dwords 4c + j of rows 4i .. 4i + 3.
+template <int N>
+inline void transpose_4x4_chunks(const __m512i* a, __m512i* u) {
+  __m512i t[N];
+#pragma GCC unroll 8
+  for (int i = 0; i < N; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < N; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+}
+
 inline void transpose_store(const __m256i* rw, uint8_t* d) {
-  __m512i z[8], t[8], u[8];
+  __m512i z[8], u[8];
 #pragma GCC unroll 8
   for (int r = 0; r < 8; ++r) z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(rw[r]), rw[r + 8], 1);
-#pragma GCC unroll 4
-  for (int r = 0; r < 8; r += 2) {
-    t[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
-    t[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
-  }
-#pragma GCC unroll 2
-  for (int r = 0; r < 8; r += 4) {
-    u[r] = _mm512_unpacklo_epi64(t[r], t[r + 2]);
-    u[r + 1] = _mm512_unpackhi_epi64(t[r], t[r + 2]);
-    u[r + 2] = _mm512_unpacklo_epi64(t[r + 1], t[r + 3]);
-    u[r + 3] = _mm512_unpackhi_epi64(t[r + 1], t[r + 3]);
-  }
+  transpose_4x4_chunks<8>(z, u);
   const __m512i lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
   const __m512i hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
 #pragma GCC unroll 4
@@ -424,20 +432,8 @@ void quantize_gemm_x_row(const float* x, int64_t i, int64_t k, const GemmX& g) {
 
 // The 16 x 16 dword matrix a[row][col] transposed: o[col] lane row = a[row] lane col.
 inline void transpose16(const __m512i* a, __m512i* o) {
-  __m512i t[16], u[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
-  }
-  // u[4i + j], 128-bit chunk c = rows 4i .. 4i + 3 of column 4c + j
-#pragma GCC unroll 4
-  for (int i = 0; i < 16; i += 4) {
-    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
+  __m512i u[16];  // u[4i + j], 128-bit chunk c = rows 4i .. 4i + 3 of column 4c + j
+  transpose_4x4_chunks<16>(a, u);
 #pragma GCC unroll 4
   for (int j = 0; j < 4; ++j) {  // column 4c + j = chunk c of u[j], u[4 + j], u[8 + j], u[12 + j]
     const __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], _MM_SHUFFLE(1, 0, 1, 0));

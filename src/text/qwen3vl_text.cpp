@@ -281,7 +281,7 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
                                    float* out) const {
   const int64_t p0 = cache.length();
   const int64_t qdim = heads_ * head_dim_, kvdim = kv_heads_ * head_dim_;
-  Tensor proj = Tensor::empty({S, qdim});   // q_proj(x) (emulated: then k_proj(x))
+  Tensor proj = Tensor::empty({S, qdim + kvdim});   // q_proj(x), then k_proj(x) at S * qdim
   Tensor q = Tensor::empty({S, heads_, head_dim_});
   // New keys/values go straight into the cache rows [p0, p0 + S) of an F32 cache, or through
   // f32 scratch rows that are then rounded into a BF16 cache.
@@ -295,20 +295,19 @@ void Qwen3VLTextAttention::forward(const float* x, int64_t S, const float* cos, 
   // key_states = k_norm(k_proj(x).view(S, K, hd)) -> straight into the cache
   // value_states = v_proj(x).view(S, K, hd) -> cache
   const DType em = emulate_;
+  float* const qp = proj.data<float>();
+  float* const kp = qp + S * qdim;
   if (em == DType::F32) {  // the three projections of x in one call (one pass for quantized decode)
-    Tensor kproj = Tensor::empty({S, kvdim});
     const kernels::WeightRef w[3] = {q_proj_, k_proj_, v_proj_};
-    float* const y[3] = {proj.data<float>(), kproj.data<float>(), v_cache};
+    float* const y[3] = {qp, kp, v_cache};
     kernels::linear_multi(x, S, w, y, 3);
-    q_norm_.forward(proj.data<float>(), S * heads_, q.data<float>());
-    k_norm_.forward(kproj.data<float>(), S * kv_heads_, k_cache);
   } else {
-    linear_as(x, S, q_proj_, proj.data<float>(), em);
-    q_norm_.forward(proj.data<float>(), S * heads_, q.data<float>());
-    linear_as(x, S, k_proj_, proj.data<float>(), em);
-    k_norm_.forward(proj.data<float>(), S * kv_heads_, k_cache);
+    linear_as(x, S, q_proj_, qp, em);
+    linear_as(x, S, k_proj_, kp, em);
     linear_as(x, S, v_proj_, v_cache, em);
   }
+  q_norm_.forward(qp, S * heads_, q.data<float>());
+  k_norm_.forward(kp, S * kv_heads_, k_cache);
   // apply_rotary_pos_emb(q, k, cos, sin)
   if (em == DType::F32) {
     kernels::rope_rotate_half(q.data<float>(), S, qdim, heads_, head_dim_, cos, sin);

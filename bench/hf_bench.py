@@ -42,7 +42,7 @@ def tokens(n: int, seed: int) -> list[int]:
 def measure(reps: int, f) -> dict:
     f()  # warm-up
     t = sorted(f() for _ in range(reps))
-    return {"median_s": t[len(t) // 2], "min_s": t[0], "max_s": t[-1]}
+    return {"median_s": statistics.median(t), "min_s": t[0], "max_s": t[-1]}
 
 
 def run_one(a) -> dict:

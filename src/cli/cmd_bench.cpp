@@ -36,13 +36,21 @@ struct Stat {
   double median = 0, min = 0, max = 0;
 };
 
+// Median as Python's statistics.median (what bench/compare_report.py applies to llama.cpp's
+// samples): of an even count, the mean of the middle two.
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 template <typename F>
 Stat measure(int reps, F&& f) {  // f() returns seconds
   f();  // warm-up
   std::vector<double> t;
   for (int i = 0; i < reps; ++i) t.push_back(f());
   std::sort(t.begin(), t.end());
-  return {t[t.size() / 2], t.front(), t.back()};
+  return {median_of(t), t.front(), t.back()};
 }
 
 double seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
@@ -242,11 +250,7 @@ static int cmd_bench(Args& a) {
     row("ttft image " + std::to_string(ttft) + " (" + std::to_string(n) + " tok)", s, 0);
   }
   const double rss = peak_rss_mb();
-  auto median = [](std::vector<double> v) {  // of an even count: the mean of the middle two
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  };
+  const auto median = median_of;
   std::vector<double> all_gbs;
   nlohmann::ordered_json bw_json = nlohmann::ordered_json::array();
   for (const auto& r : bw_rows) {

@@ -32,20 +32,24 @@
 //    ops per row and block, is most of the rest). Measured (perf, sq = sk = 4096, d = 64): the
 //    two FMA loops run at the FMA issue rate and take ~75% of the time; ~105-110 GFLOP/s on one
 //    thread (vdpbf16ps kernel: 61).
-//  * vdpbf16ps path (few rows: decode; memory-bound, where packing half-size bf16 pairs wins):
+//  * vdpbf16ps path (few rows: decode; memory-bound, where half-size bf16 pairs win):
 //      Qb[r][d]      q rows as bf16 (consecutive t pairs = the pairs vdpbf16ps multiplies)
-//      Kp[t/2][64]   bf16 pairs (t, t+1) of each key: one zmm = 16 keys of one t pair
+//      K rows        read in place: per key, d / 32 vdpbf16ps of its row with a q row into one
+//                    accumulator, 16 keys summed at once (reduce16); no per-step packing of
+//                    the cache (a transpose of every key block per decode step cost more than
+//                    the dot products at d = 128, 2 rows per kv head)
 //      Vp[j/2][d]    bf16 pairs (v_j[t], v_{j+1}[t]): one zmm = 16 t of one key pair
-//      per tile of 4 rows: S = Qb Kp^T (dpbf16), softmax, O = O alpha + Pb Vp (dpbf16).
+//      per tile of 4 rows: S = Qb K^T (dpbf16), softmax, O = O alpha + Pb Vp (dpbf16).
 //    (exact products, f32 accumulation; held to the twin within the f32 bound of the tests).
-//    With bf16 K/V the packing is a transpose / interleave of the bf16 rows (no conversion):
-//    decode reads half the bytes.
+//    With bf16 K/V the V packing is an interleave of the bf16 rows (no conversion): decode
+//    reads half the bytes.
 #include <immintrin.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "kernels/avx512_util.h"
 #include "kernels/kernels_impl.h"
@@ -117,6 +121,26 @@ struct Carver {
   }
 };
 
+// Per-thread scratch memory kept across calls (a decode step calls attention once per layer:
+// no allocation per call). Grows when a call needs more; freed when the thread ends.
+struct ThreadBlock {
+  void* p = nullptr;
+  size_t cap = 0;
+  void* get(size_t bytes) {
+    if (bytes > cap) {
+      std::free(p);
+      p = alloc64(bytes);
+      cap = p ? bytes : 0;
+    }
+    return p;
+  }
+  ~ThreadBlock() { std::free(p); }
+};
+inline void* thread_block(size_t bytes) {
+  static thread_local ThreadBlock b;
+  return b.get(bytes);
+}
+
 // Row r of an item: query i0 + r / group, head kvh * group + r % group.
 struct Item {
   int64_t kvh, i0, rows, group;
@@ -167,7 +191,6 @@ inline __m512 exp_le0(__m512 x) {
 // ============================== FMA path ======================================================
 
 struct FScratch {
-  void* block = nullptr;
   float* q;      // [rows][d16] bf16-rounded q
   float* o;      // [rows][d16]
   float* kp;     // [d16][KB]  keys transposed
@@ -180,8 +203,7 @@ struct FScratch {
   int64_t* vis;  // [rows]
   FScratch(int64_t rows, int64_t d16) {
     const int64_t n = 2 * rows * d16 + 2 * d16 * KB + 2 * NRF * KB + 20 * rows + 64 * 11;
-    block = alloc64(static_cast<size_t>(n) * 4);
-    Carver c{static_cast<char*>(block)};
+    Carver c{static_cast<char*>(thread_block(static_cast<size_t>(n) * 4))};
     q = c.take<float>(rows * d16);
     o = c.take<float>(rows * d16);
     kp = c.take<float>(d16 * KB);
@@ -193,7 +215,6 @@ struct FScratch {
     lv = c.take<float>(rows * 16);
     vis = c.take<int64_t>(rows);
   }
-  ~FScratch() { std::free(block); }
   FScratch(const FScratch&) = delete;
   FScratch& operator=(const FScratch&) = delete;
 };
@@ -432,49 +453,27 @@ void fma_item(const AttentionArgs& a, const T* kbase, const T* vbase, const FPac
 // ============================== vdpbf16ps path ================================================
 
 struct Scratch {
-  void* block = nullptr;
   uint16_t* qb;  // [rows][d32] bf16
   float* o;      // [rows][d16]
-  uint32_t* kp;  // [d32 / 2][KB] bf16 pairs
   uint32_t* vp;  // [KB / 2][d16] bf16 pairs
   uint16_t* pb;  // [NR][KB] bf16
   float* m;      // [rows]
   float* l;      // [rows]
   int64_t* vis;  // [rows]
   Scratch(int64_t rows, int64_t d16, int64_t d32) {
-    const int64_t bytes = rows * d32 * 2 + rows * d16 * 4 + d32 / 2 * KB * 4 + KB / 2 * d16 * 4 + NR * KB * 2 +
-                          rows * 16 + 64 * 10;
-    block = alloc64(static_cast<size_t>(bytes));
-    Carver c{static_cast<char*>(block)};
+    const int64_t bytes = rows * d32 * 2 + rows * d16 * 4 + KB / 2 * d16 * 4 + NR * KB * 2 + rows * 16 + 64 * 9;
+    Carver c{static_cast<char*>(thread_block(static_cast<size_t>(bytes)))};
     qb = c.take<uint16_t>(rows * d32);
     o = c.take<float>(rows * d16);
-    kp = c.take<uint32_t>(d32 / 2 * KB);
     vp = c.take<uint32_t>(KB / 2 * d16);
     pb = c.take<uint16_t>(NR * KB);
     m = c.take<float>(rows);
     l = c.take<float>(rows);
     vis = c.take<int64_t>(rows);
   }
-  ~Scratch() { std::free(block); }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 };
-
-// Packs keys [0, jn) of the block (rows k_stride apart) into kp[t/2][KB]; missing keys are zero.
-template <typename T>
-void pack_k(const T* k, int64_t k_stride, int64_t jn, int64_t d, int64_t d32, uint32_t* kp) {
-  for (int64_t g = 0; g < KB / 16; ++g) {
-    for (int64_t tc = 0; tc < d32; tc += 32) {
-      __m512i r[16];
-      for (int64_t jl = 0; jl < 16; ++jl) {
-        const int64_t j = g * 16 + jl;
-        r[jl] = j < jn ? load32_bf16(k + j * k_stride + tc, d - tc) : _mm512_setzero_si512();
-      }
-      transpose16(reinterpret_cast<__m512*>(r));  // r[tp] = pair tc/2 + tp of the 16 keys
-      for (int64_t tp = 0; tp < 16; ++tp) _mm512_store_si512(kp + (tc / 2 + tp) * KB + g * 16, r[tp]);
-    }
-  }
-}
 
 // Packs values [0, jn) into vp[j/2][d16] (bf16 pairs (v_j[t], v_{j+1}[t])); missing keys zero.
 template <typename T>
@@ -500,24 +499,34 @@ void pack_v(const T* v, int64_t v_stride, int64_t jn, int64_t d, int64_t d16, ui
   }
 }
 
-// S[r][16 C] for R rows (Qb rows qs32 pairs apart) against the first 16 C keys of the packed
-// block, dp2 t pairs (C < 4: a partial last block or the causal diagonal).
-template <int R, int C>
-inline void s_tile(const uint32_t* q, int64_t qs32, const uint32_t* kp, int64_t dp2, __m512 (&s)[NR][4]) {
+// S[r][16 c] (c < nc) for R rows of Qb (d32 bf16 apart) against keys [0, jn) of the block, read
+// in place (rows k_stride apart, no packing): per key, d32 / 32 vdpbf16ps of its row with the
+// q row into one accumulator, then a group's 16 keys summed at once (reduce16: lane jl = key
+// jl). Keys past jn score 0 (the softmax masks them).
+template <int R, typename T>
+inline void s_direct(const uint16_t* qb, int64_t d32, const T* k, int64_t k_stride, int64_t jn, int nc, int64_t d,
+                     __m512 (&s)[NR][4]) {
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) s[r][c] = _mm512_setzero_ps();
-  for (int64_t tp = 0; tp < dp2; ++tp) {
-    const uint32_t* kr = kp + tp * KB;
-    __m512bh kv[C];
-#pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) kv[c] = reinterpret_cast<__m512bh>(_mm512_load_si512(kr + 16 * c));
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      const __m512bh b = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(q[r * qs32 + tp])));
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) s[r][c] = _mm512_dpbf16_ps(s[r][c], kv[c], b);
+  for (int r = 0; r < R; ++r) {
+    const uint16_t* q = qb + r * d32;
+    for (int c = 0; c < 4; ++c) {
+      if (c >= nc) {
+        s[r][c] = _mm512_setzero_ps();
+        continue;
+      }
+      const int64_t jg = jn - 16 * c < 16 ? jn - 16 * c : 16;  // keys of the group
+      const T* kg = k + 16 * c * k_stride;
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int jl = 0; jl < 16; ++jl) acc[jl] = _mm512_setzero_ps();
+      for (int64_t tc = 0; tc < d32; tc += 32) {
+        const __m512bh qv = reinterpret_cast<__m512bh>(_mm512_load_si512(q + tc));
+#pragma GCC unroll 16
+        for (int jl = 0; jl < 16; ++jl)
+          if (jl < jg)
+            acc[jl] = _mm512_dpbf16_ps(acc[jl], reinterpret_cast<__m512bh>(load32_bf16(kg + jl * k_stride + tc, d - tc)), qv);
+      }
+      s[r][c] = reduce16(acc);
     }
   }
 }
@@ -559,21 +568,15 @@ void pv_rows(float* o, int64_t os, const float* alpha, const uint32_t* pb32, con
 }
 
 // One tile of R rows (r0 ..) against the packed key block j0 .. j0 + jn.
-template <int R>
-void tile(Scratch& sc, int64_t r0, int64_t j0, int64_t jn, int64_t d16, int64_t d32, float scale) {
-  const int64_t qs32 = d32 / 2;
+template <int R, typename T>
+void tile(Scratch& sc, const T* kblk, int64_t k_stride, int64_t r0, int64_t j0, int64_t jn, int64_t d, int64_t d16,
+          int64_t d32, float scale) {
   __m512 s[NR][4];
   int64_t tv = 0;
   for (int r = 0; r < R; ++r) tv = sc.vis[r0 + r] > tv ? sc.vis[r0 + r] : tv;
   const int64_t jl = tv - j0 < jn ? tv - j0 : jn;  // keys of the block that some row sees
   const int nc = static_cast<int>((jl + 15) / 16);
-  const uint32_t* qr = reinterpret_cast<const uint32_t*>(sc.qb) + r0 * qs32;
-  switch (nc) {
-    case 1: s_tile<R, 1>(qr, qs32, sc.kp, d32 / 2, s); break;
-    case 2: s_tile<R, 2>(qr, qs32, sc.kp, d32 / 2, s); break;
-    case 3: s_tile<R, 3>(qr, qs32, sc.kp, d32 / 2, s); break;
-    default: s_tile<R, 4>(qr, qs32, sc.kp, d32 / 2, s); break;
-  }
+  s_direct<R>(sc.qb + r0 * d32, d32, kblk, k_stride, jl, nc, d, s);
   alignas(64) float alpha[NR];
   int64_t jmax = 0;
 #pragma GCC unroll 4
@@ -620,7 +623,6 @@ void dp_item(const AttentionArgs& a, const T* kbase, const T* vbase, const Item&
       prefetch_rows(kb0 + (j0 + KB) * a.k_stride, a.k_stride, nn, d);
       prefetch_rows(vb0 + (j0 + KB) * a.v_stride, a.v_stride, nn, d);
     }
-    pack_k(kb0 + j0 * a.k_stride, a.k_stride, jn, d, d32, sc.kp);
     pack_v(vb0 + j0 * a.v_stride, a.v_stride, jn, d, d16, sc.vp);
     for (int64_t r0 = 0; r0 < it.rows; r0 += NR) {
       const int64_t rn = it.rows - r0 < NR ? it.rows - r0 : NR;
@@ -628,10 +630,10 @@ void dp_item(const AttentionArgs& a, const T* kbase, const T* vbase, const Item&
       for (int64_t r = r0; r < r0 + rn; ++r) tv = sc.vis[r] > tv ? sc.vis[r] : tv;
       if (tv <= j0) continue;  // no row of the tile sees this block
       switch (rn) {
-        case 4: tile<4>(sc, r0, j0, jn, d16, d32, a.scale); break;
-        case 3: tile<3>(sc, r0, j0, jn, d16, d32, a.scale); break;
-        case 2: tile<2>(sc, r0, j0, jn, d16, d32, a.scale); break;
-        default: tile<1>(sc, r0, j0, jn, d16, d32, a.scale); break;
+        case 4: tile<4>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        case 3: tile<3>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        case 2: tile<2>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        default: tile<1>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
       }
     }
   }
@@ -694,8 +696,11 @@ void attention_bf16_impl(const AttentionArgs& a, const T* kbase, const T* vbase)
                 packed + a.hk * pk.nblocks * pk.kp_floats + hb * pk.vp_floats);
       }
     }  // implicit barrier
-    FScratch* fsc = use_fma ? new FScratch(rows_max, d16) : nullptr;
-    Scratch* dsc = use_fma ? nullptr : new Scratch(rows_max, d16, d32);
+    // One of them per call, carved from the thread's block.
+    std::optional<FScratch> fsc;
+    std::optional<Scratch> dsc;
+    if (use_fma) fsc.emplace(rows_max, d16);
+    else dsc.emplace(rows_max, d16, d32);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t idx = 0; idx < items; ++idx) {
       // Heaviest first: for causal attention the last query blocks see the most keys.
@@ -717,8 +722,6 @@ void attention_bf16_impl(const AttentionArgs& a, const T* kbase, const T* vbase)
         write_out(a, it, dsc->o, dsc->l);
       }
     }
-    delete fsc;
-    delete dsc;
   }
   std::free(packed);
 }

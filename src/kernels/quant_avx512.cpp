@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/avx512_util.h"
 #include "kernels/kernels_impl.h"
 #include "kernels/quant.h"
 
@@ -288,31 +289,6 @@ inline __m512 group_term(const uint8_t* grp, const int8_t* x, const int32_t* cor
   const __m512i isum = _mm512_add_epi32(s0, s1);
   const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(grp)));
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_load_ps(dx), dw), acc);
-}
-
-// The sums of 16 vectors at once: lane r of the result = the sum of v[r]'s lanes, added in exactly
-// the order of _mm512_reduce_add_ps (lanes i + (i + 8), then + 4, + 2, + 1), so each row's result
-// is the same bits as reducing it alone; 15 adds and 31 shuffles instead of 16 separate
-// reductions (~9% of a Q4_0 decode's L2-resident time went to the per-row reductions, perf).
-inline __m512 reduce16(const __m512* v) {
-  __m512 l1[8], l2[4], l3[2];
-#pragma GCC unroll 8
-  for (int q = 0; q < 8; ++q)  // chunks [A0+A2, A1+A3, B0+B2, B1+B3] of rows A = 2q, B = 2q + 1
-    l1[q] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * q], v[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                          _mm512_shuffle_f32x4(v[2 * q], v[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-#pragma GCC unroll 4
-  for (int q = 0; q < 4; ++q)  // chunk c: the 4 partial sums of row 4q + c
-    l2[q] = _mm512_add_ps(_mm512_shuffle_f32x4(l1[2 * q], l1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                          _mm512_shuffle_f32x4(l1[2 * q], l1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-#pragma GCC unroll 2
-  for (int q = 0; q < 2; ++q)  // chunk c: 2 partial sums of row 8q + c, then of row 8q + 4 + c
-    l3[q] = _mm512_add_ps(_mm512_shuffle_ps(l2[2 * q], l2[2 * q + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                          _mm512_shuffle_ps(l2[2 * q], l2[2 * q + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  // lane 4c + t: row 4t + c
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(l3[0], l3[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm512_shuffle_ps(l3[0], l3[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  const __m512i to_rows = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-  return _mm512_permutexvar_ps(to_rows, r);
 }
 
 template <bool VNNI, bool Q8, bool SIGN>

@@ -123,21 +123,8 @@ struct Carver {
 
 // Per-thread scratch memory kept across calls (a decode step calls attention once per layer:
 // no allocation per call). Grows when a call needs more; freed when the thread ends.
-struct ThreadBlock {
-  void* p = nullptr;
-  size_t cap = 0;
-  void* get(size_t bytes) {
-    if (bytes > cap) {
-      std::free(p);
-      p = alloc64(bytes);
-      cap = p ? bytes : 0;
-    }
-    return p;
-  }
-  ~ThreadBlock() { std::free(p); }
-};
 inline void* thread_block(size_t bytes) {
-  static thread_local ThreadBlock b;
+  static thread_local GrowBuffer<char> b;
   return b.get(bytes);
 }
 

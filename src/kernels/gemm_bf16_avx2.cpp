@@ -15,19 +15,7 @@ namespace qwen3vl::kernels::detail {
 namespace {
 
 // Grows only; one per calling thread, so no heap traffic per call in steady state.
-struct RoundBuffer {
-  float* p = nullptr;
-  size_t cap = 0;
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, ((n * sizeof(float) + 63) / 64) * 64));
-      cap = p ? n : 0;
-    }
-    return p;
-  }
-  ~RoundBuffer() { std::free(p); }
-};
+using RoundBuffer = GrowBuffer<float>;
 
 // out[i] = round_bf16(in[i]) (round to nearest even; NaN stays NaN).
 void round_bf16_avx2(const float* in, float* out, int64_t n) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 
 #include "kernels/kernels.h"
 
@@ -38,6 +39,26 @@ struct OpTable {
   // linear_multi at BF16 precision; returns false (nothing done) where it does not fuse.
   bool (*linear_bf16_multi)(const float* x, int64_t m, const WeightRef* w, float* const* y, int count) = nullptr;
 };
+
+namespace {
+// A 64-byte aligned buffer of T that only grows; kept as a static thread_local by its users, so
+// there is no heap traffic per call in steady state. Internal linkage: each ISA's translation unit
+// compiles its own copy with its own flags.
+template <typename T>
+struct GrowBuffer {
+  T* p = nullptr;
+  size_t cap = 0;
+  T* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      p = static_cast<T*>(std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64));
+      cap = p ? n : 0;
+    }
+    return p;
+  }
+  ~GrowBuffer() { std::free(p); }
+};
+}  // namespace
 
 // The scalar reference table (kernels_scalar.cpp). ISA tables fall back to its entries for ops
 // they do not specialise.

@@ -38,19 +38,7 @@ constexpr int64_t kParallelMacs = 1 << 17;
 constexpr int kMaxMulti = 4;
 
 template <typename T>
-struct Buf {
-  T* p = nullptr;
-  size_t cap = 0;
-  T* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      p = static_cast<T*>(std::aligned_alloc(64, ((n * sizeof(T) + 63) / 64) * 64));
-      cap = p ? n : 0;
-    }
-    return p;
-  }
-  ~Buf() { std::free(p); }
-};
+using Buf = GrowBuffer<T>;
 
 // ---- activation quantization (bit-exact with detail::quantize_activations) -----------------
 

@@ -250,19 +250,18 @@ static int cmd_bench(Args& a) {
     row("ttft image " + std::to_string(ttft) + " (" + std::to_string(n) + " tok)", s, 0);
   }
   const double rss = peak_rss_mb();
-  const auto median = median_of;
   std::vector<double> all_gbs;
   nlohmann::ordered_json bw_json = nlohmann::ordered_json::array();
   for (const auto& r : bw_rows) {
     all_gbs.insert(all_gbs.end(), r.gbs.begin(), r.gbs.end());
-    const double gbs = median(r.gbs);
+    const double gbs = median_of(r.gbs);
     bw_json.push_back({{"test", r.test}, {"tok_s", r.tok_s}, {"mem_bw_gbs", gbs},
-                       {"limit_tok_s", gbs * 1e9 / decode_bytes}, {"fraction_of_limit", median(r.fraction)},
+                       {"limit_tok_s", gbs * 1e9 / decode_bytes}, {"fraction_of_limit", median_of(r.fraction)},
                        {"fraction_min", *std::min_element(r.fraction.begin(), r.fraction.end())},
                        {"fraction_max", *std::max_element(r.fraction.begin(), r.fraction.end())},
                        {"per_rep_tok_s", r.rate}, {"per_rep_mem_bw_gbs", r.gbs}, {"per_rep_fraction", r.fraction}});
   }
-  const double bw = median(all_gbs);
+  const double bw = median_of(all_gbs);
   if (as_json) {
     nlohmann::ordered_json j{{"model", dir},       {"weights", wfmt},
                              {"weights_detail", wsummary},
@@ -281,7 +280,7 @@ static int cmd_bench(Args& a) {
                   "right before and after each timed repetition (limit = probe bandwidth / bytes per token):\n",
                   decode_bytes / 1e6, kernels::num_threads());
       for (const auto& r : bw_rows) {
-        std::printf("%s: median %.0f%% of the limit; per repetition:", r.test.c_str(), 100 * median(r.fraction));
+        std::printf("%s: median %.0f%% of the limit; per repetition:", r.test.c_str(), 100 * median_of(r.fraction));
         for (size_t i = 0; i < r.rate.size(); ++i)
           std::printf("%s %.2f tok/s / %.2f (%.1f GB/s) = %.0f%%", i ? "," : "", r.rate[i], r.gbs[i] * 1e9 / decode_bytes,
                       r.gbs[i], 100 * r.fraction[i]);

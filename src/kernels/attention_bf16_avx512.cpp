@@ -554,7 +554,8 @@ void pv_rows(float* o, int64_t os, const float* alpha, const uint32_t* pb32, con
   for (; c0 < d16; c0 += 16) pv_tile<R, 1>(o, os, alpha, pb32, vp, d16, c0, npairs);
 }
 
-// One tile of R rows (r0 ..) against the packed key block j0 .. j0 + jn.
+// One tile of R rows (r0 ..) against the key block j0 .. j0 + jn (K rows at kblk, read in place;
+// V packed in sc.vp).
 template <int R, typename T>
 void tile(Scratch& sc, const T* kblk, int64_t k_stride, int64_t r0, int64_t j0, int64_t jn, int64_t d, int64_t d16,
           int64_t d32, float scale) {
@@ -611,16 +612,17 @@ void dp_item(const AttentionArgs& a, const T* kbase, const T* vbase, const Item&
       prefetch_rows(vb0 + (j0 + KB) * a.v_stride, a.v_stride, nn, d);
     }
     pack_v(vb0 + j0 * a.v_stride, a.v_stride, jn, d, d16, sc.vp);
+    const T* kblk = kb0 + j0 * a.k_stride;
     for (int64_t r0 = 0; r0 < it.rows; r0 += NR) {
       const int64_t rn = it.rows - r0 < NR ? it.rows - r0 : NR;
       int64_t tv = 0;
       for (int64_t r = r0; r < r0 + rn; ++r) tv = sc.vis[r] > tv ? sc.vis[r] : tv;
       if (tv <= j0) continue;  // no row of the tile sees this block
       switch (rn) {
-        case 4: tile<4>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
-        case 3: tile<3>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
-        case 2: tile<2>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
-        default: tile<1>(sc, kb0 + j0 * a.k_stride, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        case 4: tile<4>(sc, kblk, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        case 3: tile<3>(sc, kblk, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        case 2: tile<2>(sc, kblk, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
+        default: tile<1>(sc, kblk, a.k_stride, r0, j0, jn, d, d16, d32, a.scale); break;
       }
     }
   }

@@ -14,9 +14,6 @@ namespace qwen3vl::kernels::detail {
 
 namespace {
 
-// Grows only; one per calling thread, so no heap traffic per call in steady state.
-using RoundBuffer = GrowBuffer<float>;
-
 // out[i] = round_bf16(in[i]) (round to nearest even; NaN stays NaN).
 void round_bf16_avx2(const float* in, float* out, int64_t n) {
   const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff);
@@ -41,7 +38,7 @@ void round_bf16_avx2(const float* in, float* out, int64_t n) {
 void linear_bf16_avx2(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y) {
   // Rounded x in chunks of kRows rows (bounds the buffer to kRows * k floats).
   constexpr int64_t kRows = 512;
-  static thread_local RoundBuffer buf;
+  static thread_local GrowBuffer<float> buf;
   const int64_t k = w.k, rows = m < kRows ? m : kRows;
   float* xr = buf.get(static_cast<size_t>(rows * k > 0 ? rows * k : 1));
   if (!xr) throw std::bad_alloc();

@@ -37,8 +37,6 @@ constexpr int64_t kParallelMacs = 1 << 17;
 // Most weights one linear_quant_multi_avx512 call fuses (q/k/v_proj: 3).
 constexpr int kMaxMulti = 4;
 
-template <typename T>
-using Buf = GrowBuffer<T>;
 
 // ---- activation quantization (bit-exact with detail::quantize_activations) -----------------
 
@@ -214,8 +212,8 @@ struct DecodeX {
 };
 
 template <bool Q8, bool SIGN>
-void prepare_decode_x(const float* x, int64_t m, int64_t k, DecodeX* dx, Buf<int8_t>& qbuf, Buf<int32_t>& cbuf,
-                      Buf<float>& dbuf) {
+void prepare_decode_x(const float* x, int64_t m, int64_t k, DecodeX* dx, GrowBuffer<int8_t>& qbuf, GrowBuffer<int32_t>& cbuf,
+                      GrowBuffer<float>& dbuf) {
   const int64_t nb = k / 32, groups = (nb + kGroup - 1) / kGroup;
   dx->groups = groups;
   dx->qs = qbuf.get(static_cast<size_t>(m * groups * 512));
@@ -338,9 +336,9 @@ template <bool VNNI, bool Q8>
 void decode(const float* x, int64_t m, const WeightRef* w, const float* const* bias, float* const* y, int count,
             int nt) {
   constexpr bool SIGN = Q8 && !VNNI;
-  static thread_local Buf<int8_t> qbuf;
-  static thread_local Buf<int32_t> cbuf;
-  static thread_local Buf<float> dbuf;
+  static thread_local GrowBuffer<int8_t> qbuf;
+  static thread_local GrowBuffer<int32_t> cbuf;
+  static thread_local GrowBuffer<float> dbuf;
   DecodeX dx;
   const int64_t k = w[0].k;
   prepare_decode_x<Q8, SIGN>(x, m, k, &dx, qbuf, cbuf, dbuf);
@@ -378,7 +376,7 @@ struct GemmX {
   int32_t* c;
 };
 
-void alloc_gemm_x(int64_t m, int64_t k, GemmX* g, Buf<int8_t>& qb, Buf<float>& db, Buf<int32_t>& cb) {
+void alloc_gemm_x(int64_t m, int64_t k, GemmX* g, GrowBuffer<int8_t>& qb, GrowBuffer<float>& db, GrowBuffer<int32_t>& cb) {
   const int64_t nb = k / 32;
   g->qs = qb.get(static_cast<size_t>(m * k));
   g->d = db.get(static_cast<size_t>(m * nb));
@@ -567,7 +565,7 @@ inline __mmask16 cols_mask(int64_t c) { return static_cast<__mmask16>(c >= 16 ? 
 // Rows [ib, ie) of y, columns [jb, je): packs W blocks itself (per thread).
 template <bool Q8>
 void gemm_part(const GemmX& gx, int64_t k, const WeightRef& w, const float* bias, float* y, int64_t ib, int64_t ie,
-               int64_t jb, int64_t je, Buf<uint8_t>& pbuf, Buf<float>& sbuf) {
+               int64_t jb, int64_t je, GrowBuffer<uint8_t>& pbuf, GrowBuffer<float>& sbuf) {
   const int64_t n = w.n, row_bytes = static_cast<int64_t>(dtype_row_bytes(w.dtype, k));
   const auto* wb = static_cast<const uint8_t*>(w.data);
   const int64_t kc_max = k < KC ? k : KC;
@@ -605,9 +603,9 @@ void gemm_part(const GemmX& gx, int64_t k, const WeightRef& w, const float* bias
 
 template <bool Q8>
 void gemm(const float* x, int64_t m, const WeightRef& w, const float* bias, float* y, int nt) {
-  static thread_local Buf<int8_t> qb;
-  static thread_local Buf<float> db;
-  static thread_local Buf<int32_t> cb;
+  static thread_local GrowBuffer<int8_t> qb;
+  static thread_local GrowBuffer<float> db;
+  static thread_local GrowBuffer<int32_t> cb;
   GemmX gx;
   alloc_gemm_x(m, w.k, &gx, qb, db, cb);
   const int64_t n = w.n;
@@ -617,8 +615,8 @@ void gemm(const float* x, int64_t m, const WeightRef& w, const float* bias, floa
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < m; ++i) quantize_gemm_x_row(x, i, w.k, gx);
     // (implicit barrier: x is quantized)
-    static thread_local Buf<uint8_t> pbuf;
-    static thread_local Buf<float> sbuf;
+    static thread_local GrowBuffer<uint8_t> pbuf;
+    static thread_local GrowBuffer<float> sbuf;
     const int parts = omp_get_num_threads(), me = omp_get_thread_num();
     int64_t b, e;
     if (split_n) {
